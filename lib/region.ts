@@ -1,0 +1,140 @@
+// Creating, attaching and mapping regions: the file behind the memory and the handles that lead other processes to it.
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, existsSync, fstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
+import { errnoOf, shareError } from './errors.js';
+import { checkHeader, headerWords, initHeader, type Mapping, regionBytes, regionId } from './layout.js';
+import { mmapIo } from './native.js';
+
+/** An open region: its own descriptor (so its own flock) and its mapping. */
+export interface Region extends Mapping {
+  readonly fd: number;
+  /** The random id in the header: the same for every instance of the region. */
+  readonly id: string;
+  /** What another process passes to attach(): a path for named regions, a /proc reference otherwise. */
+  readonly handle: string;
+  /** Set for regions backed by a named file. */
+  readonly path: string | undefined;
+}
+
+// Linux's O_TMPFILE: __O_TMPFILE (the same on every architecture Node runs on) with O_DIRECTORY, which is not.
+const O_TMPFILE = 0o20000000 | constants.O_DIRECTORY;
+const HANDLE_PREFIX = 'mmap-share:';
+const HANDLE_PATTERN = /^mmap-share:(\d+):(\d+):([0-9a-f]{16})$/;
+const ZERO_CHUNK = 1 << 20;
+
+/** Creates a region of `size` bytes a slot: a file with no name in /dev/shm, or the named file `path`. */
+export function createRegion(size: number, path?: string): Region {
+  const absolute = path === undefined ? undefined : resolve(path);
+  const fd = absolute === undefined ? openNameless() : openNew(absolute);
+  try {
+    const bytes = regionBytes(size);
+    allocate(fd, bytes);
+    const map = mapRegion(fd, bytes);
+    const id = randomBytes(8);
+    initHeader(map.words, size, [id.readUInt32LE(0), id.readUInt32LE(4)]);
+    return opened(map, size, fd, absolute);
+  } catch (error) {
+    closeSync(fd);
+    if (absolute !== undefined) unlinkSync(absolute);
+    throw error;
+  }
+}
+
+/** Attaches to a region by handle or path, through a descriptor of its own. */
+export function attachRegion(ref: string): Region {
+  const match = HANDLE_PATTERN.exec(ref);
+  if (ref.startsWith(HANDLE_PREFIX) && match === null) throw shareError('ERR_BAD_HANDLE', `malformed handle ${ref}`);
+  const [, pid, fd, id] = match ?? [];
+  // Opening /proc/<pid>/fd/<fd> makes a new open file description, so this instance's flock excludes the others.
+  const file = match === null ? resolve(ref) : `/proc/${pid}/fd/${fd}`;
+  const own = openExisting(file, match === null ? constants.O_NOFOLLOW : 0, ref);
+  try {
+    const stat = fstatSync(own);
+    if (!stat.isFile()) throw shareError('ERR_BAD_HANDLE', `${ref} is not a regular file`);
+    if (match === null && stat.uid !== process.geteuid?.()) {
+      throw shareError('ERR_BAD_HANDLE', `${ref} belongs to uid ${stat.uid}, not to this process's user`);
+    }
+    if (stat.size < regionBytes(1)) throw shareError('ERR_BAD_HANDLE', `${ref} is not an mmap-share region`);
+    const map = mapRegion(own, stat.size);
+    const size = checkHeader(map.words, stat.size, ref);
+    if (id !== undefined && regionId(map.words) !== id) {
+      throw shareError('ERR_BAD_HANDLE', `${ref} is gone: its process now holds another region at that descriptor`);
+    }
+    return opened(map, size, own, match === null ? file : undefined);
+  } catch (error) {
+    closeSync(own);
+    throw error;
+  }
+}
+
+/** Removes a named region's file, after checking that it is one. */
+export function unlinkRegion(path: string): void {
+  closeSync(attachRegion(path).fd);
+  unlinkSync(resolve(path));
+}
+
+/**
+ * Releases the descriptor, and with it any flock this region holds. The mapping itself stays until its Buffer is
+ * garbage-collected: the addon has no munmap.
+ */
+export function closeRegion(region: Region): void {
+  closeSync(region.fd);
+}
+
+function opened(map: Omit<Mapping, 'size'>, size: number, fd: number, path: string | undefined): Region {
+  const id = regionId(map.words);
+  return { ...map, size, fd, id, path, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
+}
+
+function openNameless(): number {
+  const dir = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  return openSync(dir, O_TMPFILE | constants.O_RDWR, 0o600);
+}
+
+function openNew(path: string): number {
+  try {
+    return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (error) {
+    if (errnoOf(error) === 'EEXIST') throw shareError('ERR_EXISTS', `${path} already exists`, error);
+    throw error;
+  }
+}
+
+function openExisting(file: string, flags: number, ref: string): number {
+  try {
+    return openSync(file, constants.O_RDWR | flags);
+  } catch (error) {
+    const reason = errnoOf(error) === 'ELOOP' ? 'is a symbolic link' : `cannot be opened (${errnoOf(error) ?? error})`;
+    throw shareError('ERR_BAD_HANDLE', `${ref} ${reason}`, error);
+  }
+}
+
+// tmpfs allocates pages on first touch, and a touch that finds no room raises SIGBUS, which kills the process.
+// Writing every page now turns that into ENOSPC here, while it can still be reported.
+function allocate(fd: number, bytes: number): void {
+  const zeros = Buffer.alloc(Math.min(bytes, ZERO_CHUNK));
+  try {
+    for (let offset = 0; offset < bytes; ) {
+      offset += writeSync(fd, zeros, 0, Math.min(zeros.length, bytes - offset), offset);
+    }
+  } catch (error) {
+    const code = errnoOf(error);
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') {
+      throw shareError('ERR_NO_SPACE', `no room for a region of ${bytes} bytes (${code})`, error);
+    }
+    throw error;
+  }
+}
+
+function mapRegion(fd: number, bytes: number): Omit<Mapping, 'size'> {
+  let mapped: Buffer;
+  try {
+    mapped = mmapIo.map(bytes, (mmapIo.PROT_READ | mmapIo.PROT_WRITE) as 3, mmapIo.MAP_SHARED, fd);
+  } catch (error) {
+    if (errnoOf(error) === 'ENOMEM') throw shareError('ERR_NO_SPACE', `cannot map ${bytes} bytes (ENOMEM)`, error);
+    throw error;
+  }
+  return { bytes: mapped, words: headerWords(mapped) };
+}

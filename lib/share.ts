@@ -1,0 +1,307 @@
+// MmapShare: one structured value shared by processes and threads, behind flock.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { deserialize, serialize } from 'node:v8';
+import { shareError } from './errors.js';
+import { commit, committed, MAX_SIZE, W_COMMIT } from './layout.js';
+import {
+  clearHolder,
+  describeHolder,
+  type LockInfo,
+  lockExclusive,
+  lockShared,
+  recordHolder,
+  takeDeadHolder,
+  tryLockExclusive,
+  unlock,
+} from './lock.js';
+import { attachRegion, closeRegion, createRegion, type Region, unlinkRegion } from './region.js';
+
+export interface CreateOptions<T> {
+  /** Exports the handle as `MMAP_SHARE_<name>` in `process.env`, so forked children can `attach(name)`. */
+  name?: string;
+  /** Backs the region with this file (created exclusively, mode 0600) instead of a file with no name. */
+  path?: string;
+  /** The first value, committed as version 1. */
+  value?: T;
+}
+
+export interface LockAsyncOptions {
+  /** Milliseconds to wait before failing with ERR_LOCK_TIMEOUT. Default: wait for ever. */
+  timeout?: number;
+  /** Cancels the wait; the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+const ENV_PREFIX = 'MMAP_SHARE_';
+const NAME_PATTERN = /^[A-Za-z0-9_-]{1,100}$/;
+// lockAsync retries with growing pauses instead of a blocking flock, which would park a libuv pool thread.
+const FIRST_PAUSE_MS = 1;
+const LONGEST_PAUSE_MS = 16;
+
+// Locks held by instances of this thread, by region id: a blocking flock on another of its descriptors would never
+// return, because the holder can only release it from this same thread.
+const heldInThisThread = new Set<string>();
+// Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.
+let adopting: Region | undefined;
+
+/** A shared region holding one value of type `T`. */
+export class MmapShare<T = unknown> {
+  #region: Region | undefined;
+  #locked = false;
+  #envName: string | undefined;
+
+  /** Same as `MmapShare.create(size, options)`. */
+  constructor(size: number, options: CreateOptions<T> = {}) {
+    const adopted = adopting;
+    adopting = undefined;
+    let initial: Uint8Array | undefined;
+    if (adopted === undefined) {
+      checkSize(size);
+      checkCreateOptions(options);
+      if ('value' in options) initial = encodeFitting(options.value, size);
+    }
+    const region = adopted ?? createRegion(size, options.path);
+    this.#region = region;
+    if (initial !== undefined) commit(region, initial);
+    if (options.name !== undefined) {
+      this.#envName = ENV_PREFIX + options.name;
+      process.env[this.#envName] = region.handle;
+    }
+  }
+
+  /** Creates a region with room for one serialized value of `size` bytes. */
+  static create<T = unknown>(size: number, options?: CreateOptions<T>): MmapShare<T> {
+    return new MmapShare<T>(size, options);
+  }
+
+  /** Attaches to a region by `share.handle`, by a name given to `create()` in an ancestor, or by path. */
+  static attach<T = unknown>(ref: string): MmapShare<T> {
+    if (typeof ref !== 'string' || ref === '') {
+      throw shareError('ERR_BAD_HANDLE', `ref must be a handle, a name or a path, got ${describe(ref)}`);
+    }
+    const handle = NAME_PATTERN.test(ref) ? process.env[ENV_PREFIX + ref] : ref;
+    if (handle === undefined) {
+      throw shareError('ERR_BAD_HANDLE', `no region named ${ref}: ${ENV_PREFIX}${ref} is not in the environment`);
+    }
+    adopting = attachRegion(handle);
+    return new MmapShare<T>(0);
+  }
+
+  /** Removes the file of a region created with `{ path }`; processes that have it open keep using it. */
+  static unlink(path: string): void {
+    if (typeof path !== 'string' || path === '') throw shareError('ERR_BAD_HANDLE', `path must be a non-empty string`);
+    unlinkRegion(path);
+  }
+
+  /** The value last set, freshly deserialized; undefined before the first set. */
+  get(): T | undefined {
+    const region = this.#open();
+    if (this.#locked) return decode<T>(region);
+    this.#blockingLock(lockShared);
+    try {
+      return decode<T>(region);
+    } finally {
+      unlock(region.fd);
+    }
+  }
+
+  /** Stores `value`. It is serialized before the lock is taken; nothing is written if it fails or does not fit. */
+  set(value: T): void {
+    const region = this.#open();
+    const payload = encodeFitting(value, region.size);
+    this.#exclusive(() => commit(region, payload));
+  }
+
+  /** Replaces the value with `fn(current)` under the exclusive lock, and returns the new value. */
+  update(fn: (current: T | undefined) => T): T {
+    const region = this.#open();
+    if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
+    return this.#exclusive(() => {
+      const next = fn(decode<T>(region));
+      commit(region, encodeFitting(next, region.size));
+      return next;
+    });
+  }
+
+  /** Takes the exclusive lock, waiting as long as it takes; blocks the thread while it waits. */
+  lock(): LockInfo {
+    this.#notLocked();
+    this.#blockingLock(lockExclusive);
+    return this.#acquired();
+  }
+
+  /** Takes the exclusive lock if it is free; undefined when someone else holds it. */
+  tryLock(): LockInfo | undefined {
+    this.#notLocked();
+    return tryLockExclusive(this.#open().fd) ? this.#acquired() : undefined;
+  }
+
+  /** Takes the exclusive lock without blocking the event loop or a libuv pool thread. */
+  async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
+    const { timeout = Infinity, signal } = options;
+    if (typeof timeout !== 'number' || !(timeout >= 0)) {
+      throw shareError('ERR_BAD_OPTION', `timeout must be a non-negative number, got ${describe(timeout)}`);
+    }
+    this.#notLocked();
+    signal?.throwIfAborted();
+    const deadline = performance.now() + timeout;
+    for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, LONGEST_PAUSE_MS)) {
+      // Another call on this instance may have taken the lock while this one slept; wait for its unlock.
+      if (!this.#locked && tryLockExclusive(this.#open().fd)) return this.#acquired();
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw shareError('ERR_LOCK_TIMEOUT', `lock not acquired within ${timeout} ms: ${describeHolder(this.#open().words)}`);
+      }
+      try {
+        // Jitter keeps waiting processes from retrying in step.
+        await sleep(Math.min(left, pause * (0.5 + Math.random())), undefined, { signal });
+      } catch (error) {
+        signal?.throwIfAborted();
+        throw error;
+      }
+    }
+  }
+
+  /** Releases the lock taken by lock(), tryLock() or lockAsync(). */
+  unlock(): void {
+    const region = this.#open();
+    if (!this.#locked) throw shareError('ERR_NOT_LOCKED', 'unlock() without a lock held by this instance');
+    this.#release(region);
+  }
+
+  /** 0 until the first set, then one more on every set and update, as seen by every process. */
+  get version(): number {
+    return Atomics.load(this.#open().words, W_COMMIT);
+  }
+
+  /** The room for one serialized value, in bytes. */
+  get size(): number {
+    return this.#open().size;
+  }
+
+  /** What another process passes to `MmapShare.attach()` to reach this region. */
+  get handle(): string {
+    return this.#open().handle;
+  }
+
+  /** Whether close() has run. */
+  get closed(): boolean {
+    return this.#region === undefined;
+  }
+
+  /**
+   * Releases the lock if held, the descriptor and the name in `process.env`; later calls throw ERR_CLOSED.
+   * Idempotent. The mapping itself is unmapped when it is garbage-collected.
+   */
+  close(): void {
+    const region = this.#region;
+    if (region === undefined) return;
+    if (this.#locked) this.#release(region);
+    closeRegion(region);
+    this.#region = undefined;
+    if (this.#envName !== undefined && process.env[this.#envName] === region.handle) delete process.env[this.#envName];
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #open(): Region {
+    if (this.#region === undefined) throw shareError('ERR_CLOSED', 'this MmapShare is closed');
+    return this.#region;
+  }
+
+  #notLocked(): void {
+    this.#open();
+    if (this.#locked) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
+  }
+
+  #blockingLock(take: (fd: number) => void): void {
+    const region = this.#open();
+    if (heldInThisThread.has(region.id)) {
+      throw shareError('ERR_ALREADY_LOCKED', 'another instance in this thread holds the lock: waiting would deadlock');
+    }
+    take(region.fd);
+  }
+
+  // Marks the exclusive flock just taken as held: by this instance, and by this process in the header.
+  #held(region: Region): void {
+    recordHolder(region.words);
+    this.#locked = true;
+    heldInThisThread.add(region.id);
+  }
+
+  #acquired(): LockInfo {
+    const region = this.#open();
+    this.#held(region);
+    return takeDeadHolder(region.words);
+  }
+
+  #release(region: Region): void {
+    clearHolder(region.words);
+    this.#locked = false;
+    heldInThisThread.delete(region.id);
+    unlock(region.fd);
+  }
+
+  // Runs `work` holding the exclusive lock, taking it only if this instance does not hold it already. Calls made
+  // from `work` on this instance (an update function that calls get()) see the lock as held and do not take it.
+  #exclusive<R>(work: () => R): R {
+    if (this.#locked) return work();
+    this.#blockingLock(lockExclusive);
+    const region = this.#open();
+    this.#held(region);
+    try {
+      return work();
+    } finally {
+      if (this.#locked) this.#release(region);
+    }
+  }
+}
+
+function decode<T>(region: Region): T | undefined {
+  const payload = committed(region);
+  if (payload === undefined) return undefined;
+  try {
+    return deserialize(payload) as T;
+  } catch (error) {
+    throw shareError('ERR_BAD_HANDLE', 'the region is corrupt: its value does not deserialize', error);
+  }
+}
+
+function encodeFitting(value: unknown, size: number): Uint8Array {
+  let payload: Buffer;
+  try {
+    payload = serialize(value);
+  } catch (error) {
+    throw shareError('ERR_NOT_SERIALIZABLE', `the value cannot be serialized: ${(error as Error).message}`, error);
+  }
+  if (payload.length > size) {
+    throw shareError('ERR_VALUE_TOO_LARGE', `the value serializes to ${payload.length} bytes; the region holds ${size}`);
+  }
+  return payload;
+}
+
+function checkSize(size: unknown): asserts size is number {
+  if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > MAX_SIZE) {
+    throw shareError('ERR_BAD_SIZE', `size must be an integer from 1 to ${MAX_SIZE}, got ${describe(size)}`);
+  }
+}
+
+function checkCreateOptions(options: CreateOptions<unknown>): void {
+  if (typeof options !== 'object' || options === null) {
+    throw shareError('ERR_BAD_OPTION', `options must be an object, got ${describe(options)}`);
+  }
+  const { name, path } = options;
+  if (name !== undefined && (typeof name !== 'string' || !NAME_PATTERN.test(name))) {
+    throw shareError('ERR_BAD_OPTION', `name must be 1 to 100 letters, digits, _ or -, got ${describe(name)}`);
+  }
+  if (path !== undefined && (typeof path !== 'string' || path === '')) {
+    throw shareError('ERR_BAD_OPTION', `path must be a non-empty string, got ${describe(path)}`);
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  return typeof value === 'object' && value !== null ? 'an object' : typeof value === 'function' ? 'a function' : String(value);
+}
