@@ -1,0 +1,103 @@
+// Fresh resources for each test, closed after it, and child processes driven through IPC handshakes.
+import { type ChildProcess, fork, type ForkOptions } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach } from 'vitest';
+import { type CreateOptions, MmapShare } from '../dist/index.mjs';
+
+const cleanups: (() => void)[] = [];
+
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+});
+
+/** Registers `cleanup` to run after the current test. */
+export function defer(cleanup: () => void): void {
+  cleanups.push(cleanup);
+}
+
+/** A region closed after the test. */
+export function fresh<T = unknown>(size = 4096, options?: CreateOptions<T>): MmapShare<T> {
+  const share = MmapShare.create<T>(size, options);
+  defer(() => share.close());
+  return share;
+}
+
+/** Attaches to `ref`, closed after the test. */
+export function attached<T = unknown>(ref: string): MmapShare<T> {
+  const share = MmapShare.attach<T>(ref);
+  defer(() => share.close());
+  return share;
+}
+
+/** A directory removed after the test. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mmap-share-test-'));
+  defer(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function fixture(name: string): string {
+  return join(__dirname, 'fixtures', name);
+}
+
+export function openDescriptors(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+export interface RemoteError {
+  code?: string;
+  message: string;
+}
+
+/** A child running fixtures/peer.mjs: each call() sends one operation and resolves with its result. */
+export class Peer {
+  readonly child: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #next = 0;
+  #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: RemoteError) => void }>();
+
+  constructor(options: ForkOptions = {}) {
+    this.child = fork(fixture('peer.mjs'), [], { serialization: 'advanced', stdio: 'inherit', ...options });
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+    this.child.on('message', (message: { id: number; result?: unknown; error?: RemoteError }) => {
+      const waiter = this.#pending.get(message.id);
+      this.#pending.delete(message.id);
+      if (message.error) waiter?.reject(message.error);
+      else waiter?.resolve(message.result);
+    });
+    defer(() => this.child.kill('SIGKILL'));
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  call<R = unknown>(op: string, args: Record<string, unknown> = {}): Promise<R> {
+    const id = this.#next++;
+    return new Promise<R>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ id, op, ...args });
+    });
+  }
+
+  async kill(): Promise<void> {
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+/** Runs a fixture script to its end and returns its exit code and output. */
+export function run(
+  script: string,
+  args: string[] = [],
+  options: ForkOptions = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = fork(fixture(script), args, { stdio: 'pipe', ...options });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+}
