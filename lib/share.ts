@@ -136,13 +136,16 @@ export class MmapShare<T = unknown> {
     return tryLockExclusive(this.#open().fd) ? this.#acquired() : undefined;
   }
 
-  /** Takes the exclusive lock without blocking the event loop or a libuv pool thread. */
+  /**
+   * Takes the exclusive lock without blocking the event loop or a libuv pool thread. Calls on one instance queue:
+   * while it holds the lock, a further lockAsync() waits for its unlock().
+   */
   async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
     const { timeout = Infinity, signal } = options;
     if (typeof timeout !== 'number' || !(timeout >= 0)) {
       throw shareError('ERR_BAD_OPTION', `timeout must be a non-negative number, got ${describe(timeout)}`);
     }
-    this.#notLocked();
+    this.#open();
     signal?.throwIfAborted();
     const deadline = performance.now() + timeout;
     for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, LONGEST_PAUSE_MS)) {
