@@ -1,0 +1,31 @@
+// The package as users load it: by name, from CommonJS and from ESM, both reaching the same classes.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = join(__dirname, '..');
+
+describe('package entry points', () => {
+  it('loads with require() and import(), which share one MmapShare and one error class', () => {
+    const script = `
+      const cjs = require('mmap-share');
+      import('mmap-share').then((esm) => {
+        const share = cjs.MmapShare.create(64, { value: 'both' });
+        let error;
+        try { esm.MmapShare.create(0) } catch (e) { error = e }
+        console.log(JSON.stringify({
+          sameClass: cjs.MmapShare === esm.MmapShare,
+          value: esm.MmapShare.attach(share.handle).get(),
+          errorMatches: error instanceof cjs.MmapShareError && error.code === 'ERR_BAD_SIZE',
+          exports: Object.keys(esm).sort(),
+        }));
+      });`;
+    const out = execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+    expect(JSON.parse(out)).toStrictEqual({
+      sameClass: true,
+      value: 'both',
+      errorMatches: true,
+      exports: ['MAX_SIZE', 'MmapShare', 'MmapShareError'],
+    });
+  });
+});
