@@ -1,11 +1,11 @@
 // Reaching one region from other instances, processes and threads: by handle, by name, by path.
 import { once } from 'node:events';
-import { readdirSync, symlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { MmapShare } from '../dist/index.mjs';
-import { attached, fixture, fresh, Peer, run, tempDir } from './helpers.js';
+import { attached, canMakeMountNamespace, fixture, fresh, inMountNamespace, Peer, run, tempDir } from './helpers.js';
 
 describe('attach by handle', () => {
   it('reaches the same value from a second instance in this thread, through a descriptor of its own', () => {
@@ -52,6 +52,20 @@ describe('attach by handle', () => {
   });
 });
 
+describe('a region with no name', () => {
+  it('lives in /dev/shm as a file no directory lists', () => {
+    const listed = readdirSync('/dev/shm');
+    const share = fresh();
+    const fd = share.handle.split(':')[2];
+    expect(readlinkSync(`/proc/self/fd/${fd}`)).toMatch(/^\/dev\/shm\/#\d+ \(deleted\)$/);
+    expect(readdirSync('/dev/shm')).toEqual(listed);
+  });
+
+  it.runIf(canMakeMountNamespace)('falls back to the OS temp dir where /dev/shm is missing', () => {
+    expect(inMountNamespace('no-dev-shm.sh')).toStrictEqual({ file: expect.stringMatching(/^\/tmp\/#\d+ \(deleted\)$/), value: 'fallback' });
+  });
+});
+
 describe('attach by name', () => {
   it('exports the handle to process.env, which forked children inherit', async () => {
     const share = fresh(256, { name: 'attach_by_name', value: 'named' });
@@ -86,6 +100,12 @@ describe('attach by path', () => {
     expect(await child.call('env', { name: 'MMAP_SHARE_attach_by_name' })).toBeUndefined();
     await child.call('attach', { ref: path });
     expect(await child.call('get')).toStrictEqual({ via: 'path' });
+  });
+
+  it('creates the file with mode 0600', () => {
+    const path = join(tempDir(), 'private');
+    fresh(64, { path });
+    expect(statSync(path).mode & 0o777).toBe(0o600);
   });
 
   it('keeps the file until unlink(), and lets open instances go on after it', () => {

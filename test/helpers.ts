@@ -1,5 +1,5 @@
 // Fresh resources for each test, closed after it, and child processes driven through IPC handshakes.
-import { type ChildProcess, fork, type ForkOptions } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, type ForkOptions, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,4 +100,12 @@ export function run(
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk));
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk));
   return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+/** Whether this machine lets a test make a private mount namespace (unshare -rm), to fake small or missing /dev/shm. */
+export const canMakeMountNamespace = spawnSync('unshare', ['-rm', 'true']).status === 0;
+
+/** Runs a fixture shell script in a private mount namespace and parses the JSON it prints. */
+export function inMountNamespace(script: string): unknown {
+  return JSON.parse(execFileSync('unshare', ['-rm', fixture(script)], { encoding: 'utf8' }));
 }
