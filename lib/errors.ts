@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'ERR_LOCK_TIMEOUT'
   | 'ERR_NO_SPACE'
   | 'ERR_CLOSED'
+  | 'ERR_CODEC_MISMATCH'
   | 'ERR_NATIVE_ADDON';
 
 // Codes whose errors are also the matching built-in, so `instanceof RangeError` works as it does for Node's own errors.

@@ -15,7 +15,8 @@
 // |       |         |              | set; cleared by the lock() that reports it  | until an explicit lock() reports it             |
 // | 9     | 36-39   | DEAD_START   | with DEAD_PID                               | that holder's start time                        |
 // | 10-11 | 40-47   | REGION_ID    | creator                                     | random id, carried in handles                   |
-// | 12-15 | 48-63   | reserved     |                                             | zero                                            |
+// | 12    | 48-51   | CODEC        | creator                                     | hash of the codec's name (lib/codec.ts)         |
+// | 13-15 | 52-63   | reserved     |                                             | zero                                            |
 // | -     | 64...   | slot 0       | writer under LOCK_EX                        | `SIZE` bytes                                    |
 // | -     | 64+SIZE | slot 1       | writer under LOCK_EX                        | `SIZE` bytes                                    |
 //
@@ -25,6 +26,8 @@
 // one store of the next version, so a writer killed at any instant leaves the previous value whole. A holder
 // clears HOLDER_PID before it releases the flock, so a later holder that finds it set knows its predecessor died
 // inside its critical section: flock itself is released by the kernel when a holder dies.
+//
+// Readers take no lock (readUnlocked below); writers keep the exclusive flock among themselves.
 import { shareError } from './errors.js';
 
 export const MAGIC = 0x48534d4d;
@@ -43,6 +46,7 @@ export const W_HOLDER_START = 7;
 export const W_DEAD_PID = 8;
 export const W_DEAD_START = 9;
 export const W_REGION_ID = 10;
+export const W_CODEC = 12;
 const HEADER_WORDS = HEADER_BYTES / 4;
 
 /** A mapped region: the whole mapping as bytes, and its header as words. */
@@ -61,8 +65,9 @@ export function headerWords(bytes: Buffer): Uint32Array {
 }
 
 /** Writes a fresh header into zeroed memory. The magic goes last so that no one attaches to a half-made header. */
-export function initHeader(words: Uint32Array, size: number, id: readonly [number, number]): void {
+export function initHeader(words: Uint32Array, size: number, id: readonly [number, number], codec: number): void {
   Atomics.store(words, W_LAYOUT, LAYOUT_VERSION);
+  Atomics.store(words, W_CODEC, codec);
   Atomics.store(words, W_SIZE, size);
   Atomics.store(words, W_REGION_ID, id[0]);
   Atomics.store(words, W_REGION_ID + 1, id[1]);
@@ -97,15 +102,62 @@ function slotOffset(slot: number, size: number): number {
   return HEADER_BYTES + slot * size;
 }
 
-/** The committed payload, a view into the mapping; undefined before the first commit. Caller holds a lock. */
-export function committed(map: Mapping): Buffer | undefined {
+/** Returned by readUnlocked() when a writer committed while it read: what it decoded may be torn. */
+export const RACED = Symbol('raced');
+
+/** A value read, with the version it was committed as. */
+export interface Read<T> {
+  readonly version: number;
+  readonly value: T | undefined;
+}
+
+/** Decodes the committed value; the caller holds a lock, so no writer can commit meanwhile. */
+export function readLocked<T>(map: Mapping, decode: (payload: Uint8Array) => T): Read<T> {
   const version = Atomics.load(map.words, W_COMMIT);
-  if (version === 0) return undefined;
+  if (version === 0) return { version, value: undefined };
+  try {
+    return { version, value: decode(payloadOf(map, version)) };
+  } catch (error) {
+    throw corrupt(error);
+  }
+}
+
+/**
+ * Decodes the committed value without a lock, as a seqlock reader does.
+ *
+ * Why it is safe: a writer only ever fills the slot that COMMIT does not name, and the slot named by version `v` is
+ * next written by the writer of `v + 2`, which can start only after `v + 1` is committed. So if COMMIT still reads
+ * `v` after decoding slot `v & 1`, no byte of it changed while it was read. If COMMIT moved, a writer may have
+ * rewritten the slot under the decoder: the bytes may be torn, the length may exceed the slot, the decoder may throw;
+ * all of it is discarded and RACED returned, for the caller to retry or to fall back to the shared flock.
+ * Ordering: V8's Atomics.load is a sequentially consistent load and x86-64 never reorders loads with loads, so the
+ * second COMMIT load happens after every payload load; on other architectures the caller reads under the lock.
+ */
+export function readUnlocked<T>(map: Mapping, decode: (payload: Uint8Array) => T): Read<T> | typeof RACED {
+  const version = Atomics.load(map.words, W_COMMIT);
+  if (version === 0) return { version, value: undefined };
+  let value: T | undefined;
+  let failure: unknown;
+  try {
+    value = decode(payloadOf(map, version));
+  } catch (error) {
+    failure = error;
+  }
+  if (Atomics.load(map.words, W_COMMIT) !== version) return RACED;
+  if (failure !== undefined) throw corrupt(failure);
+  return { version, value };
+}
+
+function payloadOf(map: Mapping, version: number): Uint8Array {
   const slot = version & 1;
   const length = Atomics.load(map.words, W_LENGTH_0 + slot);
-  if (length > map.size) throw shareError('ERR_BAD_HANDLE', `the region is corrupt: slot ${slot} claims ${length} bytes`);
+  if (length > map.size) throw new RangeError(`slot ${slot} claims ${length} bytes of ${map.size}`);
   const start = slotOffset(slot, map.size);
   return map.bytes.subarray(start, start + length);
+}
+
+function corrupt(cause: unknown) {
+  return shareError('ERR_BAD_HANDLE', `the region is corrupt: its value does not decode (${(cause as Error).message})`, cause);
 }
 
 /** Commits `payload` as the next version. Caller holds the exclusive lock and has checked that it fits. */

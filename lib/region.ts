@@ -24,8 +24,11 @@ const HANDLE_PREFIX = 'mmap-share:';
 const HANDLE_PATTERN = /^mmap-share:(\d+):(\d+):([0-9a-f]{16})$/;
 const ZERO_CHUNK = 1 << 20;
 
-/** Creates a region of `size` bytes a slot: a file with no name in /dev/shm, or the named file `path`. */
-export function createRegion(size: number, path?: string): Region {
+/**
+ * Creates a region of `size` bytes a slot, for values written by the codec `codec` (its header id): a file with no
+ * name in /dev/shm, or the named file `path`.
+ */
+export function createRegion(size: number, codec: number, path?: string): Region {
   const absolute = path === undefined ? undefined : resolve(path);
   const fd = absolute === undefined ? openNameless() : openNew(absolute);
   try {
@@ -33,7 +36,7 @@ export function createRegion(size: number, path?: string): Region {
     allocate(fd, bytes);
     const map = mapRegion(fd, bytes);
     const id = randomBytes(8);
-    initHeader(map.words, size, [id.readUInt32LE(0), id.readUInt32LE(4)]);
+    initHeader(map.words, size, [id.readUInt32LE(0), id.readUInt32LE(4)], codec);
     return opened(map, size, fd, absolute);
   } catch (error) {
     closeSync(fd);

@@ -1,8 +1,8 @@
 // MmapShare: one structured value shared by processes and threads, behind flock.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { deserialize, serialize } from 'node:v8';
+import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from './codec.js';
 import { shareError } from './errors.js';
-import { commit, committed, MAX_SIZE, W_COMMIT } from './layout.js';
+import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_CODEC, W_COMMIT } from './layout.js';
 import {
   clearHolder,
   describeHolder,
@@ -23,6 +23,13 @@ export interface CreateOptions<T> {
   path?: string;
   /** The first value, committed as version 1. */
   value?: T;
+  /** How values are turned into bytes: 'v8' (default), 'msgpack', or `{ name, encode, decode }`. */
+  codec?: CodecOption<T>;
+}
+
+export interface AttachOptions<T> {
+  /** Needed only for a region written by a codec of your own; built-in codecs are found from the region. */
+  codec?: CodecOption<T>;
 }
 
 export interface LockAsyncOptions {
@@ -37,18 +44,22 @@ const NAME_PATTERN = /^[A-Za-z0-9_-]{1,100}$/;
 // lockAsync retries with growing pauses instead of a blocking flock, which would park a libuv pool thread.
 const FIRST_PAUSE_MS = 1;
 const LONGEST_PAUSE_MS = 16;
+// Lock-free reads rely on x86-64 keeping loads in order (see readUnlocked); elsewhere every read takes the flock.
+const UNLOCKED_READS = process.arch === 'x64' ? 4 : 0;
 
 // Locks held by instances of this thread, by region id: a blocking flock on another of its descriptors would never
 // return, because the holder can only release it from this same thread.
 const heldInThisThread = new Set<string>();
 // Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.
-let adopting: Region | undefined;
+let adopting: { region: Region; codec: Codec } | undefined;
 
 /** A shared region holding one value of type `T`. */
 export class MmapShare<T = unknown> {
   #region: Region | undefined;
+  #codec: Codec<T>;
   #locked = false;
   #envName: string | undefined;
+  #snapshot: Read<T> | undefined;
 
   /** Same as `MmapShare.create(size, options)`. */
   constructor(size: number, options: CreateOptions<T> = {}) {
@@ -58,9 +69,12 @@ export class MmapShare<T = unknown> {
     if (adopted === undefined) {
       checkSize(size);
       checkCreateOptions(options);
-      if ('value' in options) initial = encodeFitting(options.value, size);
+      this.#codec = resolveCodec(options.codec) as Codec<T>;
+      if ('value' in options) initial = encodeFitting(this.#codec, options.value as T, size);
+    } else {
+      this.#codec = adopted.codec as Codec<T>;
     }
-    const region = adopted ?? createRegion(size, options.path);
+    const region = adopted?.region ?? createRegion(size, codecId(this.#codec.name), options.path);
     this.#region = region;
     if (initial !== undefined) commit(region, initial);
     if (options.name !== undefined) {
@@ -75,7 +89,7 @@ export class MmapShare<T = unknown> {
   }
 
   /** Attaches to a region by `share.handle`, by a name given to `create()` in an ancestor, or by path. */
-  static attach<T = unknown>(ref: string): MmapShare<T> {
+  static attach<T = unknown>(ref: string, options: AttachOptions<T> = {}): MmapShare<T> {
     if (typeof ref !== 'string' || ref === '') {
       throw shareError('ERR_BAD_HANDLE', `ref must be a handle, a name or a path, got ${describe(ref)}`);
     }
@@ -83,7 +97,13 @@ export class MmapShare<T = unknown> {
     if (handle === undefined) {
       throw shareError('ERR_BAD_HANDLE', `no region named ${ref}: ${ENV_PREFIX}${ref} is not in the environment`);
     }
-    adopting = attachRegion(handle);
+    const region = attachRegion(handle);
+    try {
+      adopting = { region, codec: codecFor(Atomics.load(region.words, W_CODEC), options.codec) };
+    } catch (error) {
+      closeRegion(region);
+      throw error;
+    }
     return new MmapShare<T>(0);
   }
 
@@ -93,22 +113,29 @@ export class MmapShare<T = unknown> {
     unlinkRegion(path);
   }
 
-  /** The value last set, freshly deserialized; undefined before the first set. */
+  /** The value last set, freshly decoded; undefined before the first set. Takes no lock. */
   get(): T | undefined {
-    const region = this.#open();
-    if (this.#locked) return decode<T>(region);
-    this.#blockingLock(lockShared);
-    try {
-      return decode<T>(region);
-    } finally {
-      unlock(region.fd);
-    }
+    return this.#read(this.#open()).value;
   }
 
-  /** Stores `value`. It is serialized before the lock is taken; nothing is written if it fails or does not fit. */
+  /**
+   * The value last set, decoded once per version: while the version is unchanged, it costs one load of the commit
+   * word. Deeply frozen, and shared by every call, so treat it as immutable (Maps, Sets and typed arrays cannot be
+   * frozen: do not change them either).
+   */
+  snapshot(): Readonly<T> | undefined {
+    const region = this.#open();
+    if (this.#snapshot?.version !== Atomics.load(region.words, W_COMMIT)) {
+      const read = this.#read(region);
+      this.#snapshot = { version: read.version, value: deepFreeze(read.value) };
+    }
+    return this.#snapshot.value;
+  }
+
+  /** Stores `value`. It is encoded before the lock is taken; nothing is written if that fails or it does not fit. */
   set(value: T): void {
     const region = this.#open();
-    const payload = encodeFitting(value, region.size);
+    const payload = encodeFitting(this.#codec, value, region.size);
     this.#exclusive(() => commit(region, payload));
   }
 
@@ -117,8 +144,8 @@ export class MmapShare<T = unknown> {
     const region = this.#open();
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     return this.#exclusive(() => {
-      const next = fn(decode<T>(region));
-      commit(region, encodeFitting(next, region.size));
+      const next = fn(readLocked(region, this.#codec.decode).value);
+      commit(region, encodeFitting(this.#codec, next, region.size));
       return next;
     });
   }
@@ -214,6 +241,21 @@ export class MmapShare<T = unknown> {
     return this.#region;
   }
 
+  #read(region: Region): Read<T> {
+    if (this.#locked) return readLocked(region, this.#codec.decode);
+    for (let attempt = 0; attempt < UNLOCKED_READS; attempt++) {
+      const read = readUnlocked(region, this.#codec.decode);
+      if (read !== RACED) return read;
+    }
+    // Writers kept committing while this reader decoded: the shared flock makes them wait, so it cannot starve.
+    this.#blockingLock(lockShared);
+    try {
+      return readLocked(region, this.#codec.decode);
+    } finally {
+      unlock(region.fd);
+    }
+  }
+
   #notLocked(): void {
     this.#open();
     if (this.#locked) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
@@ -262,27 +304,26 @@ export class MmapShare<T = unknown> {
   }
 }
 
-function decode<T>(region: Region): T | undefined {
-  const payload = committed(region);
-  if (payload === undefined) return undefined;
+function encodeFitting<T>(codec: Codec<T>, value: T, size: number): Uint8Array {
+  let payload: Uint8Array;
   try {
-    return deserialize(payload) as T;
+    payload = codec.encode(value);
   } catch (error) {
-    throw shareError('ERR_BAD_HANDLE', 'the region is corrupt: its value does not deserialize', error);
-  }
-}
-
-function encodeFitting(value: unknown, size: number): Uint8Array {
-  let payload: Buffer;
-  try {
-    payload = serialize(value);
-  } catch (error) {
-    throw shareError('ERR_NOT_SERIALIZABLE', `the value cannot be serialized: ${(error as Error).message}`, error);
+    throw shareError('ERR_NOT_SERIALIZABLE', `the value cannot be encoded: ${(error as Error).message}`, error);
   }
   if (payload.length > size) {
     throw shareError('ERR_VALUE_TOO_LARGE', `the value serializes to ${payload.length} bytes; the region holds ${size}`);
   }
   return payload;
+}
+
+function deepFreeze<V>(value: V): V {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value)) return value;
+  Object.freeze(value);
+  for (const key of Reflect.ownKeys(value)) deepFreeze((value as Record<PropertyKey, unknown>)[key]);
+  if (value instanceof Map) for (const [key, entry] of value) (deepFreeze(key), deepFreeze(entry));
+  if (value instanceof Set) for (const entry of value) deepFreeze(entry);
+  return value;
 }
 
 function checkSize(size: unknown): asserts size is number {
@@ -296,6 +337,7 @@ function checkCreateOptions(options: CreateOptions<unknown>): void {
     throw shareError('ERR_BAD_OPTION', `options must be an object, got ${describe(options)}`);
   }
   const { name, path } = options;
+  if ('codec' in options) resolveCodec(options.codec);
   if (name !== undefined && (typeof name !== 'string' || !NAME_PATTERN.test(name))) {
     throw shareError('ERR_BAD_OPTION', `name must be 1 to 100 letters, digits, _ or -, got ${describe(name)}`);
   }

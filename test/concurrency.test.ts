@@ -3,7 +3,7 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { fixture, fresh, run } from './helpers.js';
+import { defer, fixture, fresh, run } from './helpers.js';
 
 describe('contention', () => {
   it.each(['update', 'explicit'])('4 processes x 2000 increments with %s end at exactly 8000', async (mode) => {
@@ -23,6 +23,7 @@ describe('a writer killed with SIGKILL at random instants', () => {
     let diedHolding = 0;
     for (let i = 0; i < kills; i++) {
       const child = fork(fixture('writer.mjs'), [share.handle, String(bytes)], { stdio: 'inherit' });
+      defer(() => child.kill('SIGKILL'));
       await once(child, 'message');
       await sleep(Math.random() * 15);
       child.kill('SIGKILL');
@@ -38,5 +39,25 @@ describe('a writer killed with SIGKILL at random instants', () => {
       expect(value?.tail).toBe(`end-${value?.seq}`);
     }
     console.log(`crash: ${kills} kills, ${diedHolding} inside the lock, 0 torn values, 0 stuck locks`);
+  });
+});
+
+describe('readers without a lock', () => {
+  it.each(['v8', 'msgpack'] as const)('see only whole committed values while a writer commits non-stop (%s)', async (codec) => {
+    const share = fresh<{ seq: number; fill: Uint8Array; length: number }>(32 * 1024, { codec });
+    const writer = fork(fixture('churn.mjs'), [share.handle], { stdio: 'inherit' });
+    defer(() => writer.kill('SIGKILL'));
+    await once(writer, 'message');
+    const start = share.version;
+    let reads = 0;
+    for (const until = Date.now() + 1000; Date.now() < until; reads++) {
+      const value = share.get();
+      expect(value?.fill.length).toBe(value?.length);
+      expect(value?.fill.every((byte) => byte === (value.seq % 251))).toBe(true);
+    }
+    writer.kill('SIGKILL');
+    await once(writer, 'exit');
+    expect(share.version - start, 'the writer committed while we read').toBeGreaterThan(100);
+    expect(reads).toBeGreaterThan(100);
   });
 });

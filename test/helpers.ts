@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
-import { type CreateOptions, MmapShare } from '../dist/index.mjs';
+import { type AttachOptions, type CreateOptions, MmapShare } from '../dist/index.mjs';
 
 const cleanups: (() => void)[] = [];
 
@@ -25,8 +25,8 @@ export function fresh<T = unknown>(size = 4096, options?: CreateOptions<T>): Mma
 }
 
 /** Attaches to `ref`, closed after the test. */
-export function attached<T = unknown>(ref: string): MmapShare<T> {
-  const share = MmapShare.attach<T>(ref);
+export function attached<T = unknown>(ref: string, options?: AttachOptions<T>): MmapShare<T> {
+  const share = MmapShare.attach<T>(ref, options);
   defer(() => share.close());
   return share;
 }

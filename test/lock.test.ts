@@ -41,6 +41,13 @@ describe('lock() and unlock()', () => {
     expect(share.version).toBe(3);
   });
 
+  it('lets readers read while another instance holds the lock', () => {
+    const share = fresh<string>(64, { value: 'readable' });
+    attached(share.handle).lock();
+    expect(share.get()).toBe('readable');
+    expect(share.snapshot()).toBe('readable');
+  });
+
   it('lets an update function read its own share without deadlock', () => {
     const share = fresh<number>(64, { value: 2 });
     expect(share.update((n) => (n ?? 0) + (share.get() ?? 0))).toBe(4);

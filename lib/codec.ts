@@ -1,0 +1,64 @@
+// Codecs turn values into the bytes of a slot and back; the header records which one wrote a region.
+import { deserialize, serialize } from 'node:v8';
+import { shareError } from './errors.js';
+
+/** A codec of your own: `decode` gets a view into shared memory and must copy whatever it keeps. */
+export interface Codec<T = unknown> {
+  /** Recorded (as a hash) in the region, so that an instance using another codec cannot attach. */
+  readonly name: string;
+  encode(value: T): Uint8Array;
+  decode(bytes: Uint8Array): T;
+}
+
+/** `'v8'` (full structured-clone fidelity, the default), `'msgpack'` (faster to decode), or a codec of your own. */
+export type CodecOption<T = unknown> = 'v8' | 'msgpack' | Codec<T>;
+
+// v8.deserialize returns typed arrays and Buffers as views of its input where alignment allows: decoding straight
+// from the slot would hand out views of shared memory that the next writers overwrite. It decodes a private copy.
+const v8Codec: Codec = { name: 'v8', encode: serialize, decode: (bytes) => deserialize(new Uint8Array(bytes)) };
+
+let msgpackCodec: Codec | undefined;
+
+// msgpackr is loaded on first use, so that regions using the v8 codec never pay for it. copyBuffers: decoded binary
+// data must not be a view of a slot that a later writer overwrites.
+function msgpack(): Codec {
+  if (msgpackCodec === undefined) {
+    const { Packr } = require('msgpackr') as typeof import('msgpackr');
+    const packr = new Packr({ structuredClone: true, useRecords: true, moreTypes: true, copyBuffers: true, useBigIntExtension: true });
+    msgpackCodec = { name: 'msgpack', encode: (value) => packr.pack(value), decode: (bytes) => packr.unpack(bytes) };
+  }
+  return msgpackCodec;
+}
+
+export function resolveCodec(option: unknown = 'v8'): Codec {
+  if (option === 'v8') return v8Codec;
+  if (option === 'msgpack') return msgpack();
+  const codec = option as Codec;
+  if (
+    typeof codec !== 'object' || codec === null || typeof codec.name !== 'string' || codec.name === '' ||
+    typeof codec.encode !== 'function' || typeof codec.decode !== 'function'
+  ) {
+    throw shareError('ERR_BAD_OPTION', "codec must be 'v8', 'msgpack' or { name, encode, decode }");
+  }
+  // Bound once here, so the read path can pass decode around without losing the codec's `this`.
+  return { name: codec.name, encode: (value) => codec.encode(value), decode: (bytes) => codec.decode(bytes) };
+}
+
+/** The codec word of the header: a 32-bit FNV-1a hash of the codec's name, never 0. */
+export function codecId(name: string): number {
+  let hash = 0x811c9dc5;
+  for (const char of name) hash = Math.imul(hash ^ char.codePointAt(0)!, 0x01000193);
+  return hash >>> 0 || 1;
+}
+
+/** The codec for a region whose header records `id`: the one given, which must match, or a built-in one. */
+export function codecFor(id: number, given: unknown): Codec {
+  if (given !== undefined) {
+    const codec = resolveCodec(given);
+    if (codecId(codec.name) !== id) throw shareError('ERR_CODEC_MISMATCH', `the region was not written by the ${codec.name} codec`);
+    return codec;
+  }
+  if (id === codecId('v8')) return v8Codec;
+  if (id === codecId('msgpack')) return msgpack();
+  throw shareError('ERR_CODEC_MISMATCH', 'the region was written by a codec of its own: pass it to attach() as { codec }');
+}

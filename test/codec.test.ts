@@ -1,0 +1,84 @@
+// Codecs: msgpack and codecs of your own, found again by attach() from the header, refused when mismatched.
+import { describe, expect, it } from 'vitest';
+import { type Codec, MmapShare } from '../dist/index.mjs';
+import { attached, fresh, Peer } from './helpers.js';
+
+const circular: Record<string, unknown> = { name: 'loop' };
+circular.self = circular;
+
+const json: Codec<unknown> = {
+  name: 'json',
+  encode: (value) => Buffer.from(JSON.stringify(value)),
+  decode: (bytes) => JSON.parse(Buffer.from(bytes).toString()),
+};
+
+describe("the 'msgpack' codec", () => {
+  it.each([
+    ['nested objects', { a: [1, 'two', { three: null }], b: true }],
+    ['a Map', new Map<unknown, unknown>([['k', { v: 1 }]])],
+    ['a Set', new Set([1, 'x'])],
+    ['a Date', new Date('2026-11-22T10:00:00Z')],
+    ['a RegExp', /x+y/g],
+    ['a BigInt', 2n ** 90n],
+    ['undefined', undefined],
+    ['typed arrays', { u8: new Uint8Array([1, 2]), f64: new Float64Array([0.5]), big: new BigInt64Array([-3n]) }],
+    ['a circular reference', circular],
+  ])('round-trips %s', (_, value) => {
+    const share = fresh(4096, { codec: 'msgpack' });
+    share.set(value);
+    expect(share.get()).toStrictEqual(value);
+  });
+
+  it.each(['v8', 'msgpack'] as const)('%s decodes binary data into copies that later writes do not touch', (codec) => {
+    const share = fresh<{ bytes: Uint8Array; floats: Float64Array }>(4096, { codec });
+    share.set({ bytes: new Uint8Array([7, 7, 7]), floats: new Float64Array([7.5]) });
+    const before = share.get();
+    share.set({ bytes: new Uint8Array([1, 1, 1]), floats: new Float64Array([1]) });
+    share.set({ bytes: new Uint8Array([2, 2, 2]), floats: new Float64Array([2]) });
+    expect(before).toStrictEqual({ bytes: new Uint8Array([7, 7, 7]), floats: new Float64Array([7.5]) });
+  });
+
+  it('is found again from the region by attach() in another process', async () => {
+    const share = fresh(1024, { codec: 'msgpack', value: new Map([['from', 'creator']]) });
+    const child = new Peer();
+    await child.call('attach', { ref: share.handle });
+    expect(await child.call('get')).toStrictEqual(new Map([['from', 'creator']]));
+  });
+});
+
+describe('a codec of your own', () => {
+  it('stores values, and attach() needs it given, under the same name', () => {
+    const share = fresh(1024, { codec: json, value: { n: 1 } });
+    expect(attached(share.handle, { codec: json }).get()).toStrictEqual({ n: 1 });
+    expect(() => MmapShare.attach(share.handle)).toThrow(expect.objectContaining({ code: 'ERR_CODEC_MISMATCH' }));
+    expect(() => MmapShare.attach(share.handle, { codec: 'v8' })).toThrow(expect.objectContaining({ code: 'ERR_CODEC_MISMATCH' }));
+  });
+
+  it('turns an encode failure into ERR_NOT_SERIALIZABLE with nothing written', () => {
+    const share = fresh(1024, { codec: json, value: 'kept' });
+    expect(() => share.set(10n)).toThrow(expect.objectContaining({ code: 'ERR_NOT_SERIALIZABLE' }));
+    expect(share.get()).toBe('kept');
+  });
+});
+
+describe('snapshot()', () => {
+  it('returns one frozen value while the version is unchanged, and a new one after a set anywhere', async () => {
+    const share = fresh<{ list: number[]; map: Map<string, { n: number }> }>(1024, {
+      value: { list: [1], map: new Map([['a', { n: 1 }]]) },
+    });
+    const first = share.snapshot();
+    expect(share.snapshot()).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(Object.isFrozen(first?.list)).toBe(true);
+    expect(Object.isFrozen(first?.map.get('a'))).toBe(true);
+    const child = new Peer();
+    await child.call('attach', { ref: share.handle });
+    await child.call('set', { value: { list: [2], map: new Map() } });
+    expect(share.snapshot()).not.toBe(first);
+    expect(share.snapshot()?.list).toStrictEqual([2]);
+  });
+
+  it('is undefined before the first set', () => {
+    expect(fresh().snapshot()).toBeUndefined();
+  });
+});
