@@ -1,0 +1,78 @@
+// `npm run bench`: every contestant, workload and size in one run, each scenario in fresh processes. Prints a
+// Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
+// Flags: --quick (shorter runs), --workloads=get,set  --sizes=100B,10KB  --contestants=lmdb,floor
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { MmapShare } from '../dist/index.mjs';
+import { contestants } from './contestants.mjs';
+import { SIZES } from './values.mjs';
+
+const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
+const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
+const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast']);
+const SIZE_NAMES = pick('sizes', Object.keys(SIZES));
+const NAMES = pick('contestants', Object.keys(contestants));
+const BASELINE = 'mmap-share v8';
+const SCENARIO_TIMEOUT_MS = 120_000;
+// snapshot() is a way to read: it has nothing different to show when writing.
+const applies = (name, workload) => !(name.includes('snapshot') && (workload === 'set' || workload === 'update'));
+
+const results = MmapShare.create(16 << 20, { name: 'bench_results', value: {} });
+const plan = WORKLOADS.flatMap((workload) =>
+  SIZE_NAMES.flatMap((size) => NAMES.filter((name) => applies(name, workload)).map((name) => ({ workload, size, name }))),
+);
+
+const started = performance.now();
+for (const [index, { workload, size, name }] of plan.entries()) {
+  process.stderr.write(`[${index + 1}/${plan.length}] ${workload} ${size} ${name} ... `);
+  const child = fork(new URL('scenario.mjs', import.meta.url).pathname, ['primary', name, workload, size], {
+    env: { ...process.env, BENCH_QUICK: 'quick' in flags ? '1' : '0' },
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), SCENARIO_TIMEOUT_MS);
+  const [code] = await once(child, 'exit');
+  clearTimeout(timer);
+  process.stderr.write(code === 0 ? 'done\n' : `failed (exit ${code})\n`);
+}
+
+const raw = results.get();
+const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
+function score(workload, entries) {
+  if (!entries?.length) return undefined;
+  if (workload === 'get' || workload === 'set') return entries[0].opsPerSecond;
+  if (workload === 'update') {
+    const runs = entries.filter((entry) => entry.increments !== undefined);
+    return (runs.reduce((sum, run) => sum + run.increments, 0) * 1000) / Math.max(...runs.map((run) => run.ms));
+  }
+  return median(entries.flatMap((entry) => entry.delays));
+}
+
+const rows = plan.map(({ workload, size, name }) => {
+  const entries = raw[`${workload}|${size}|${name}`];
+  const value = score(workload, entries);
+  const base = score(workload, raw[`${workload}|${size}|${BASELINE}`]);
+  const check = workload === 'update' ? entries?.find((entry) => entry.expected !== undefined) : undefined;
+  return { workload, size, name, value, ratio: value && base ? value / base : undefined, check };
+});
+
+const units = { get: 'gets/s', set: 'sets/s', update: 'updates/s (4 processes)', broadcast: 'median delay, ms' };
+const format = (n) => (n === undefined ? 'failed' : n >= 100 ? Math.round(n).toLocaleString('en') : n.toPrecision(3));
+const lines = [];
+for (const workload of WORKLOADS) {
+  const ratioNote = workload === 'broadcast' ? 'x mmap-share v8 (lower is better)' : 'x mmap-share v8';
+  lines.push(`\n#### ${workload}: ${units[workload]}\n`, `| size | contestant | ${units[workload]} | ${ratioNote} |${workload === 'update' ? ' count |' : ''}`);
+  lines.push(`| --- | --- | ---: | ---: |${workload === 'update' ? ' --- |' : ''}`);
+  for (const row of rows.filter((r) => r.workload === workload)) {
+    const count = row.check ? ` ${row.check.count === row.check.expected ? 'exact' : `${row.check.count} of ${row.check.expected}`} |` : workload === 'update' ? ' - |' : '';
+    lines.push(`| ${row.size} | ${row.name} | ${format(row.value)} | ${row.ratio === undefined ? '-' : row.ratio.toFixed(2)} |${count}`);
+  }
+}
+const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+console.log(`Machine: ${machine}. Run time ${Math.round((performance.now() - started) / 1000)} s.${lines.join('\n')}`);
+
+mkdirSync(new URL('results/', import.meta.url), { recursive: true });
+const file = new URL(`results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
+writeFileSync(file, JSON.stringify({ machine, rows, raw }, null, 2));
+process.stderr.write(`results: ${file.pathname}\n`);
+results.close();

@@ -1,0 +1,110 @@
+// One scenario in fresh processes: `node scenario.mjs <contestant> <workload> <size>` sets up the contestant's
+// shared value, forks its workers (this same file with the role "worker"), and cleans up. Workers report into the
+// run's results region (attached by name, inherited through the environment) with update(), not with messages.
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { MmapShare } from '../dist/index.mjs';
+import { contestants } from './contestants.mjs';
+import { makeValue, roomFor, SIZES } from './values.mjs';
+
+const [role, name, workload, size] = process.argv.slice(2);
+const contestant = contestants[name];
+const bytes = SIZES[size];
+const quick = process.env.BENCH_QUICK === '1';
+const MEASURE_MS = quick ? 150 : 500;
+const WARMUP_MS = quick ? 50 : 150;
+const INCREMENTS = { '100B': 2000, '10KB': 300, '1MB': 4 };
+const PUBLISHES = quick ? 10 : 30;
+const PUBLISH_EVERY_MS = 20;
+const POLL_EVERY_MS = 1;
+const WORKERS = { get: 1, set: 1, update: 4, broadcast: 3 };
+const now = () => performance.timeOrigin + performance.now();
+
+function report(entry) {
+  const results = MmapShare.attach('bench_results');
+  results.update((all) => ({ ...all, [`${workload}|${size}|${name}`]: [...(all[`${workload}|${size}|${name}`] ?? []), entry] }));
+  results.close();
+}
+
+// Runs op for a fixed time in batches that grow until a batch takes a millisecond, so reading the clock does not
+// weigh on the fastest contestants; returns ops/s.
+async function throughput(op, ms) {
+  let ops = 0;
+  let batch = 1;
+  const start = performance.now();
+  for (let at = start; at - start < ms; at = performance.now()) {
+    for (let i = 0; i < batch; i++) contestant.isAsync ? await op() : op();
+    ops += batch;
+    if (performance.now() - at < 1) batch *= 2;
+  }
+  return (ops * 1000) / (performance.now() - start);
+}
+
+async function primary() {
+  const value = makeValue(bytes);
+  const ref = contestant.create(value, roomFor(bytes));
+  const workers = Array.from({ length: WORKERS[workload] }, () =>
+    fork(new URL(import.meta.url).pathname, ['worker', name, workload, size], { serialization: 'advanced' }),
+  );
+  workers.forEach((worker) => contestant.serve?.(ref, worker));
+  await Promise.all(workers.map((worker) => once(worker, 'message')));
+  workers.forEach((worker) => worker.send({ op: 'start', ref: contestant.isAsync ? undefined : ref }));
+
+  if (workload === 'broadcast') {
+    const own = contestant.isAsync ? undefined : contestant.attach(ref);
+    for (let seq = 1; seq <= PUBLISHES; seq++) {
+      await new Promise((resolve) => setTimeout(resolve, PUBLISH_EVERY_MS));
+      const next = { ...value, seq, ts: now() };
+      if (own) own.set(next);
+      else workers.forEach((worker) => worker.send({ op: 'publish', value: next }));
+    }
+    await new Promise((resolve) => setTimeout(resolve, PUBLISH_EVERY_MS));
+    own?.close();
+    workers.forEach((worker) => worker.send({ op: 'stop' }));
+  }
+  await Promise.all(workers.map((worker) => once(worker, 'exit')));
+
+  if (workload === 'update') {
+    const expected = WORKERS.update * INCREMENTS[size];
+    const count = contestant.isAsync ? ref.value.count : finalCount(ref);
+    report({ expected, count });
+  }
+  contestant.destroy(ref);
+}
+
+function finalCount(ref) {
+  const client = contestant.attach(ref);
+  const { count } = client.get();
+  client.close();
+  return count;
+}
+
+async function worker() {
+  process.send('ready');
+  const [{ ref }] = await once(process, 'message');
+  const client = contestant.attach(ref);
+  const value = makeValue(bytes);
+  if (workload === 'get' || workload === 'set') {
+    const op = workload === 'get' ? () => client.get() : () => client.set(value);
+    await throughput(op, WARMUP_MS);
+    report({ opsPerSecond: await throughput(op, MEASURE_MS) });
+  } else if (workload === 'update') {
+    const start = performance.now();
+    for (let i = 0; i < INCREMENTS[size]; i++) contestant.isAsync ? await client.increment() : client.increment();
+    report({ increments: INCREMENTS[size], ms: performance.now() - start });
+  } else {
+    const delays = [];
+    let seen = 0;
+    const notice = (current) => {
+      if (current && current.seq !== seen) (seen = current.seq), delays.push(now() - current.ts);
+    };
+    const poller = client.onPublish ? client.onPublish(notice) : setInterval(() => notice(client.peek()), POLL_EVERY_MS);
+    await new Promise((resolve) => process.on('message', (message) => message.op === 'stop' && resolve()));
+    clearInterval(poller);
+    report({ delays });
+  }
+  client.close();
+  process.exit(0);
+}
+
+await (role === 'worker' ? worker() : primary());
