@@ -3,13 +3,15 @@ import { serialize } from 'node:v8';
 
 export const SIZES = { '100B': 100, '10KB': 10_000, '1MB': 1_000_000 };
 
+const item = (id) => ({ id, name: `item-${id}`, score: id * 1.5, tags: ['a', 'b'] });
+
 /** A value of about `bytes` serialized bytes, with the fields the workloads use: count, seq, ts. */
 export function makeValue(bytes) {
-  const value = { count: 0, seq: 0, ts: 0, items: [] };
-  for (let id = 0; serialize(value).length < bytes - 60; id++) {
-    value.items.push({ id, name: `item-${id}`, score: id * 1.5, tags: ['a', 'b'] });
-  }
-  value.note = 'x'.repeat(Math.max(0, bytes - serialize(value).length - 4));
+  const value = { count: 0, seq: 0, ts: 0, items: [], note: '' };
+  const perItem = serialize({ items: [item(100_000)] }).length - serialize({ items: [] }).length;
+  const count = Math.max(0, Math.floor((bytes - serialize(value).length - 16) / perItem));
+  value.items = Array.from({ length: count }, (_, id) => item(id));
+  value.note = 'x'.repeat(Math.max(0, bytes - serialize(value).length));
   return value;
 }
 
