@@ -1,5 +1,5 @@
 // Codecs turn values into the bytes of a slot and back; the header records which one wrote a region.
-import { deserialize, serialize } from 'node:v8';
+import { DefaultDeserializer, serialize } from 'node:v8';
 import { shareError } from './errors.js';
 
 /** A codec of your own: `decode` gets a view into shared memory and must copy whatever it keeps. */
@@ -14,8 +14,36 @@ export interface Codec<T = unknown> {
 export type CodecOption<T = unknown> = 'v8' | 'msgpack' | Codec<T>;
 
 // v8.deserialize returns typed arrays and Buffers as views of its input where alignment allows: decoding straight
-// from the slot would hand out views of shared memory that the next writers overwrite. It decodes a private copy.
-const v8Codec: Codec = { name: 'v8', encode: serialize, decode: (bytes) => deserialize(new Uint8Array(bytes)) };
+// from a slot would hand out views of shared memory that the next writers overwrite. This deserializer copies each
+// such view out, and only those, so the rest of the value is decoded straight from the slot with no copy.
+// _readHostObject is Node's documented hook for host objects, missing from @types/node.
+const readHostObject = (DefaultDeserializer.prototype as unknown as { _readHostObject(): unknown })._readHostObject;
+
+class CopyingDeserializer extends DefaultDeserializer {
+  readonly #input: Uint8Array;
+
+  constructor(input: Uint8Array) {
+    super(input);
+    this.#input = input;
+  }
+
+  _readHostObject(): NodeJS.TypedArray | DataView {
+    const view = readHostObject.call(this) as NodeJS.TypedArray | DataView;
+    if (view.buffer !== this.#input.buffer) return view;
+    const copy = new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice().buffer;
+    if (Buffer.isBuffer(view)) return Buffer.from(copy);
+    if (view instanceof DataView) return new DataView(copy);
+    return new (view.constructor as new (buffer: ArrayBuffer) => NodeJS.TypedArray)(copy);
+  }
+}
+
+function deserializeCopying(bytes: Uint8Array): unknown {
+  const deserializer = new CopyingDeserializer(bytes);
+  deserializer.readHeader();
+  return deserializer.readValue();
+}
+
+const v8Codec: Codec = { name: 'v8', encode: serialize, decode: deserializeCopying };
 
 let msgpackCodec: Codec | undefined;
 
