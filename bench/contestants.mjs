@@ -24,11 +24,18 @@ function mmapShare(codec, read) {
     },
     attach: ({ handle }) => {
       const share = MmapShare.attach(handle);
+      let seen = -1;
+      let last;
       return {
         get: () => share[read](),
         set: (value) => share.set(value),
         increment: () => share.update(bump),
-        peek: () => share.snapshot(),
+        // A poller reads the version word, and decodes only when it moved: snapshot() does that itself.
+        peek: () => {
+          if (read === 'snapshot') return share.snapshot();
+          if (share.version !== seen) [seen, last] = [share.version, share.get()];
+          return last;
+        },
         close: () => share.close(),
       };
     },

@@ -1,5 +1,5 @@
 // Codecs turn values into the bytes of a slot and back; the header records which one wrote a region.
-import { DefaultDeserializer, serialize } from 'node:v8';
+import { deserialize, serialize } from 'node:v8';
 import { shareError } from './errors.js';
 
 /** A codec of your own: `decode` gets a view into shared memory and must copy whatever it keeps. */
@@ -8,42 +8,17 @@ export interface Codec<T = unknown> {
   readonly name: string;
   encode(value: T): Uint8Array;
   decode(bytes: Uint8Array): T;
+  /** Set by codecs that must be given a private copy of the bytes, which they may keep. */
+  readonly copyFirst?: boolean;
 }
 
 /** `'v8'` (full structured-clone fidelity, the default), `'msgpack'` (faster to decode), or a codec of your own. */
 export type CodecOption<T = unknown> = 'v8' | 'msgpack' | Codec<T>;
 
-// v8.deserialize returns typed arrays and Buffers as views of its input where alignment allows: decoding straight
-// from a slot would hand out views of shared memory that the next writers overwrite. This deserializer copies each
-// such view out, and only those, so the rest of the value is decoded straight from the slot with no copy.
-// _readHostObject is Node's documented hook for host objects, missing from @types/node.
-const readHostObject = (DefaultDeserializer.prototype as unknown as { _readHostObject(): unknown })._readHostObject;
-
-class CopyingDeserializer extends DefaultDeserializer {
-  readonly #input: Uint8Array;
-
-  constructor(input: Uint8Array) {
-    super(input);
-    this.#input = input;
-  }
-
-  _readHostObject(): NodeJS.TypedArray | DataView {
-    const view = readHostObject.call(this) as NodeJS.TypedArray | DataView;
-    if (view.buffer !== this.#input.buffer) return view;
-    const copy = new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice().buffer;
-    if (Buffer.isBuffer(view)) return Buffer.from(copy);
-    if (view instanceof DataView) return new DataView(copy);
-    return new (view.constructor as new (buffer: ArrayBuffer) => NodeJS.TypedArray)(copy);
-  }
-}
-
-function deserializeCopying(bytes: Uint8Array): unknown {
-  const deserializer = new CopyingDeserializer(bytes);
-  deserializer.readHeader();
-  return deserializer.readValue();
-}
-
-const v8Codec: Codec = { name: 'v8', encode: serialize, decode: deserializeCopying };
+// v8.deserialize returns typed arrays and Buffers as views of its input where alignment allows, so it must decode a
+// private copy of the slot, never the slot itself: copyFirst. The copy also keeps the slow decoding out of a lock-free
+// read's race window (lib/layout.ts).
+const v8Codec: Codec = { name: 'v8', encode: serialize, decode: deserialize, copyFirst: true };
 
 let msgpackCodec: Codec | undefined;
 

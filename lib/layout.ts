@@ -28,6 +28,7 @@
 // inside its critical section: flock itself is released by the kernel when a holder dies.
 //
 // Readers take no lock (readUnlocked below); writers keep the exclusive flock among themselves.
+import type { Codec } from './codec.js';
 import { shareError } from './errors.js';
 
 export const MAGIC = 0x48534d4d;
@@ -112,18 +113,20 @@ export interface Read<T> {
 }
 
 /** Decodes the committed value; the caller holds a lock, so no writer can commit meanwhile. */
-export function readLocked<T>(map: Mapping, decode: (payload: Uint8Array) => T): Read<T> {
+export function readLocked<T>(map: Mapping, codec: Codec<T>): Read<T> {
   const version = Atomics.load(map.words, W_COMMIT);
   if (version === 0) return { version, value: undefined };
   try {
-    return { version, value: decode(payloadOf(map, version)) };
+    const payload = payloadOf(map, version);
+    return { version, value: codec.decode(codec.copyFirst ? new Uint8Array(payload) : payload) };
   } catch (error) {
     throw corrupt(error);
   }
 }
 
 /**
- * Decodes the committed value without a lock, as a seqlock reader does.
+ * Decodes the committed value without a lock, as a seqlock reader does. A copyFirst codec decodes only after the
+ * check, from its copy, so the race window is a memcpy, not a decode.
  *
  * Why it is safe: a writer only ever fills the slot that COMMIT does not name, and the slot named by version `v` is
  * next written by the writer of `v + 2`, which can start only after `v + 1` is committed. So if COMMIT still reads
@@ -133,19 +136,27 @@ export function readLocked<T>(map: Mapping, decode: (payload: Uint8Array) => T):
  * Ordering: V8's Atomics.load is a sequentially consistent load and x86-64 never reorders loads with loads, so the
  * second COMMIT load happens after every payload load; on other architectures the caller reads under the lock.
  */
-export function readUnlocked<T>(map: Mapping, decode: (payload: Uint8Array) => T): Read<T> | typeof RACED {
+export function readUnlocked<T>(map: Mapping, codec: Codec<T>): Read<T> | typeof RACED {
   const version = Atomics.load(map.words, W_COMMIT);
   if (version === 0) return { version, value: undefined };
   let value: T | undefined;
+  let copy: Uint8Array | undefined;
   let failure: unknown;
   try {
-    value = decode(payloadOf(map, version));
+    const payload = payloadOf(map, version);
+    if (codec.copyFirst) copy = new Uint8Array(payload);
+    else value = codec.decode(payload);
   } catch (error) {
     failure = error;
   }
   if (Atomics.load(map.words, W_COMMIT) !== version) return RACED;
   if (failure !== undefined) throw corrupt(failure);
-  return { version, value };
+  if (copy === undefined) return { version, value };
+  try {
+    return { version, value: codec.decode(copy) };
+  } catch (error) {
+    throw corrupt(error);
+  }
 }
 
 function payloadOf(map: Mapping, version: number): Uint8Array {

@@ -144,7 +144,7 @@ export class MmapShare<T = unknown> {
     const region = this.#open();
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     return this.#exclusive(() => {
-      const next = fn(readLocked(region, this.#codec.decode).value);
+      const next = fn(readLocked(region, this.#codec).value);
       commit(region, encodeFitting(this.#codec, next, region.size));
       return next;
     });
@@ -242,15 +242,15 @@ export class MmapShare<T = unknown> {
   }
 
   #read(region: Region): Read<T> {
-    if (this.#locked) return readLocked(region, this.#codec.decode);
+    if (this.#locked) return readLocked(region, this.#codec);
     for (let attempt = 0; attempt < UNLOCKED_READS; attempt++) {
-      const read = readUnlocked(region, this.#codec.decode);
+      const read = readUnlocked(region, this.#codec);
       if (read !== RACED) return read;
     }
     // Writers kept committing while this reader decoded: the shared flock makes them wait, so it cannot starve.
     this.#blockingLock(lockShared);
     try {
-      return readLocked(region, this.#codec.decode);
+      return readLocked(region, this.#codec);
     } finally {
       unlock(region.fd);
     }

@@ -30,12 +30,19 @@ describe("the 'msgpack' codec", () => {
   });
 
   it.each(['v8', 'msgpack'] as const)('%s decodes binary data into copies that later writes do not touch', (codec) => {
-    const share = fresh<{ bytes: Uint8Array; floats: Float64Array }>(4096, { codec });
-    share.set({ bytes: new Uint8Array([7, 7, 7]), floats: new Float64Array([7.5]) });
+    const binary = (n: number) => ({
+      bytes: new Uint8Array([n, n, n]),
+      floats: new Float64Array([n + 0.5]),
+      buffer: Buffer.from([n]),
+      ...(codec === 'v8' ? { view: new DataView(new Uint8Array([n, n]).buffer) } : {}),
+    });
+    const share = fresh(4096, { codec });
+    share.set(binary(7));
     const before = share.get();
-    share.set({ bytes: new Uint8Array([1, 1, 1]), floats: new Float64Array([1]) });
-    share.set({ bytes: new Uint8Array([2, 2, 2]), floats: new Float64Array([2]) });
-    expect(before).toStrictEqual({ bytes: new Uint8Array([7, 7, 7]), floats: new Float64Array([7.5]) });
+    share.set(binary(1));
+    share.set(binary(2));
+    expect(before).toStrictEqual(binary(7));
+    expect(Buffer.isBuffer((before as { buffer: unknown }).buffer)).toBe(true);
   });
 
   it('is found again from the region by attach() in another process', async () => {

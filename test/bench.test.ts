@@ -1,0 +1,18 @@
+// The benchmark harness itself, in its quick form: every contestant runs, and every update count is exact.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+describe('npm run bench', () => {
+  it('runs contestants in fresh processes, collects their reports through mmap-share, and checks update counts', () => {
+    const out = execFileSync(
+      process.execPath,
+      [join(__dirname, '..', 'bench', 'run.mjs'), '--quick', '--workloads=update,get', '--sizes=100B', '--contestants=mmap-share v8,mmap-share msgpack,floor,lmdb,process.send'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    const rows = out.split('\n').filter((line) => line.startsWith('| 100B'));
+    expect(rows).toHaveLength(10);
+    expect(out).not.toContain('failed');
+    expect(rows.filter((row) => row.endsWith('| exact |'))).toHaveLength(5);
+  });
+});
