@@ -44,7 +44,12 @@ export function resolveCodec(option: unknown = 'v8'): Codec {
     throw shareError('ERR_BAD_OPTION', "codec must be 'v8', 'msgpack' or { name, encode, decode }");
   }
   // Bound once here, so the read path can pass decode around without losing the codec's `this`.
-  return { name: codec.name, encode: (value) => codec.encode(value), decode: (bytes) => codec.decode(bytes) };
+  return {
+    name: codec.name,
+    encode: (value) => codec.encode(value),
+    decode: (bytes) => codec.decode(bytes),
+    copyFirst: codec.copyFirst === true,
+  };
 }
 
 /** The codec word of the header: a 32-bit FNV-1a hash of the codec's name, never 0. */

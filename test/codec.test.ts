@@ -89,3 +89,20 @@ describe('snapshot()', () => {
     expect(fresh().snapshot()).toBeUndefined();
   });
 });
+
+describe('copyFirst', () => {
+  it('gives a codec of its own a private copy that later writes do not touch', () => {
+    const kept: Uint8Array[] = [];
+    const raw = {
+      name: 'raw',
+      copyFirst: true,
+      encode: (value: Uint8Array) => value,
+      decode: (bytes: Uint8Array) => (kept.push(bytes), bytes),
+    };
+    const share = fresh(16, { codec: raw, value: new Uint8Array([5, 5]) });
+    share.get();
+    share.set(new Uint8Array([1, 1]));
+    share.set(new Uint8Array([2, 2]));
+    expect(kept[0]).toStrictEqual(new Uint8Array([5, 5]));
+  });
+});
