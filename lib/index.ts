@@ -1,5 +1,6 @@
 // The public surface of mmap-share; nothing else is part of the API.
 export { MmapShare, type AttachOptions, type CreateOptions, type LockAsyncOptions } from './share.js';
+export type { ChangesOptions, WatchOptions } from './watch.js';
 export type { Codec, CodecOption } from './codec.js';
 export type { LockInfo } from './lock.js';
 export { MmapShareError, type ErrorCode } from './errors.js';

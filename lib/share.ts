@@ -15,6 +15,7 @@ import {
   unlock,
 } from './lock.js';
 import { attachRegion, closeRegion, createRegion, type Region, unlinkRegion } from './region.js';
+import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
 
 export interface CreateOptions<T> {
   /** Exports the handle as `MMAP_SHARE_<name>` in `process.env`, so forked children can `attach(name)`. */
@@ -148,6 +149,23 @@ export class MmapShare<T = unknown> {
       commit(region, encodeFitting(this.#codec, next, region.size));
       return next;
     });
+  }
+
+  /**
+   * Calls `listener(value, version)` after every change of version, seen by polling the version word every
+   * `interval` ms. Several changes between two polls make one call, with the latest value. The timer does not keep
+   * the process alive, and stops by itself on close(). Returns the function that stops watching.
+   */
+  watch(listener: (value: T | undefined, version: number) => void, options: WatchOptions = {}): () => void {
+    this.#open();
+    if (typeof listener !== 'function') throw shareError('ERR_BAD_OPTION', `listener must be a function, got ${describe(listener)}`);
+    return watch(this, listener, checkInterval(options));
+  }
+
+  /** The value after every change of version, as an async iterator: `for await (const value of share.changes())`. */
+  changes(options: ChangesOptions = {}): AsyncGenerator<T | undefined> {
+    this.#open();
+    return changes(this, checkInterval(options), options.signal);
   }
 
   /** Takes the exclusive lock, waiting as long as it takes; blocks the thread while it waits. */

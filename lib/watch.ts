@@ -1,0 +1,60 @@
+// Change notification by polling the commit word, as Test2's IPC driver polls its shared counter: while nothing
+// changes, a poll is one 32-bit load, with no system call and no decoding.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { shareError } from './errors.js';
+
+export interface WatchOptions {
+  /** Milliseconds between polls of the version word. Default: 10. */
+  interval?: number;
+}
+
+export interface ChangesOptions extends WatchOptions {
+  /** Ends the iteration: the pending `next()` rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** What watching needs of a share. */
+interface Watched<T> {
+  readonly version: number;
+  readonly closed: boolean;
+  get(): T | undefined;
+}
+
+const DEFAULT_INTERVAL_MS = 10;
+
+export function checkInterval(options: WatchOptions): number {
+  const { interval = DEFAULT_INTERVAL_MS } = options;
+  if (typeof interval !== 'number' || !(interval >= 1) || !Number.isFinite(interval)) {
+    throw shareError('ERR_BAD_OPTION', `interval must be a finite number of milliseconds, at least 1, got ${String(interval)}`);
+  }
+  return interval;
+}
+
+/** Calls `listener` after each change of version; returns the function that stops it. Keeps no process alive. */
+export function watch<T>(
+  share: Watched<T>,
+  listener: (value: T | undefined, version: number) => void,
+  interval: number,
+): () => void {
+  let seen = share.version;
+  const timer = setInterval(() => {
+    if (share.closed) return clearInterval(timer);
+    const version = share.version;
+    if (version === seen) return;
+    seen = version;
+    listener(share.get(), version);
+  }, interval);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** The value after each change of version, the latest when several came between two pulls; ends on close. */
+export async function* changes<T>(share: Watched<T>, interval: number, signal?: AbortSignal): AsyncGenerator<T | undefined> {
+  let seen = share.version;
+  for (;;) {
+    while (!share.closed && share.version === seen) await sleep(interval, undefined, { signal, ref: false });
+    if (share.closed) return;
+    seen = share.version;
+    yield share.get();
+  }
+}
