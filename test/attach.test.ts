@@ -76,7 +76,7 @@ describe('attach by name', () => {
   });
 
   it('lets cluster workers attach with nothing else passed', async () => {
-    const { code, stdout, stderr } = await run('cluster.mjs', ['3', '200']);
+    const { code, stdout, stderr } = await run(fixture('cluster.mjs'), ['3', '200']);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const state = JSON.parse(stdout) as { count: number; seen: number[] };

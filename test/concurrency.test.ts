@@ -8,7 +8,7 @@ import { defer, fixture, fresh, run } from './helpers.js';
 describe('contention', () => {
   it.each(['update', 'explicit'])('4 processes x 2000 increments with %s end at exactly 8000', async (mode) => {
     const share = fresh<number>(64, { value: 0 });
-    const results = await Promise.all(Array.from({ length: 4 }, () => run('counter.mjs', [share.handle, '2000', mode])));
+    const results = await Promise.all(Array.from({ length: 4 }, () => run(fixture('counter.mjs'), [share.handle, '2000', mode])));
     expect(results.map((r) => [r.code, r.stderr])).toStrictEqual(Array(4).fill([0, '']));
     expect(share.get()).toBe(8000);
     expect(share.version).toBe(8001);

@@ -88,13 +88,13 @@ export class Peer {
   }
 }
 
-/** Runs a fixture script to its end and returns its exit code and output. */
+/** Runs a script (a fixture's path, an example's) to its end and returns its exit code and output. */
 export function run(
   script: string,
   args: string[] = [],
   options: ForkOptions = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = fork(fixture(script), args, { stdio: 'pipe', ...options });
+  const child = fork(script, args, { stdio: 'pipe', ...options });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk));

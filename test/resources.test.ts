@@ -1,11 +1,11 @@
 // What regions leave behind: nothing once closed and collected.
 import { describe, expect, it } from 'vitest';
 import { MmapShare } from '../dist/index.mjs';
-import { run } from './helpers.js';
+import { fixture, run } from './helpers.js';
 
 describe('resources', () => {
   it('1000 create/attach/close cycles leave no descriptors, no files, and no mappings after GC', async () => {
-    const { code, stdout, stderr } = await run('cycles.mjs', ['1000'], { execArgv: ['--expose-gc'] });
+    const { code, stdout, stderr } = await run(fixture('cycles.mjs'), ['1000'], { execArgv: ['--expose-gc'] });
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const { before, afterClose, afterGc } = JSON.parse(stdout);

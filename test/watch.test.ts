@@ -1,7 +1,7 @@
 // Change notification: watch() and changes() see every version change, from any process, by polling one word.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { fresh, Peer, run } from './helpers.js';
+import { fixture, fresh, Peer, run } from './helpers.js';
 
 describe('watch()', () => {
   it('calls the listener with the value and version after a set in another process, and only then', async () => {
@@ -30,7 +30,7 @@ describe('watch()', () => {
   });
 
   it('keeps no process alive', async () => {
-    const { code, stderr } = await run('idle-watcher.mjs');
+    const { code, stderr } = await run(fixture('idle-watcher.mjs'));
     expect(stderr).toBe('');
     expect(code).toBe(0);
   });

@@ -1,0 +1,37 @@
+// Every example runs with one command and does its job.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { run } from './helpers.js';
+
+const example = (name: string) => join(__dirname, '..', 'examples', name, 'index.mjs');
+
+describe('examples', () => {
+  it('cluster-cache: workers share computed results, so most requests hit', async () => {
+    const { code, stdout, stderr } = await run(example('cluster-cache'), ['--demo', '--workers', '2']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const rows = [...stdout.matchAll(/^(\d+) +(\d+) +(\d+) +(\d+)%$/gm)].map((m) => m.slice(1).map(Number));
+    expect(rows).toHaveLength(2);
+    expect(rows.reduce((sum, [, requests]) => sum + (requests ?? 0), 0)).toBe(300);
+    // 40 distinct keys over 300 requests: at most 40 misses, plus a few where two workers raced on a new key.
+    expect(rows.reduce((sum, [, , hits]) => sum + (hits ?? 0), 0)).toBeGreaterThanOrEqual(300 - 40 - 10);
+    expect(stdout).toContain('entries in the shared cache: 40');
+  });
+
+  it('config-broadcast: every worker picks up every change', async () => {
+    const { code, stdout, stderr } = await run(example('config-broadcast'), ['--workers', '2', '--changes', '3']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const pickups = [...stdout.matchAll(/^worker (\d+): version (\d+), logLevel=(\w+), [\d.]+ ms after publishing$/gm)];
+    expect(new Set(pickups.map((m) => m[1])).size).toBe(2);
+    expect(pickups.map((m) => `${m[2]} ${m[3]}`).sort()).toEqual(['2 debug', '2 debug', '3 warn', '3 warn', '4 error', '4 error']);
+  });
+
+  it('bench-harness: the primary prints one row per worker, merged from update()s', async () => {
+    const { code, stdout, stderr } = await run(example('bench-harness'), ['--workers', '3']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout.match(/│ worker \d │/g)).toHaveLength(3);
+    expect(stdout).toMatch(/'sha1'.*\n.*'sha256'.*\n.*'sha512'/);
+  });
+});
