@@ -21,6 +21,8 @@ export interface Region extends Mapping {
 // Linux's O_TMPFILE: __O_TMPFILE (the same on every architecture Node runs on) with O_DIRECTORY, which is not.
 const O_TMPFILE = 0o20000000 | constants.O_DIRECTORY;
 const HANDLE_PREFIX = 'mmap-share:';
+const ENV_PREFIX = 'MMAP_SHARE_';
+const NAME_PATTERN = /^[A-Za-z0-9_-]{1,100}$/;
 const HANDLE_PATTERN = /^mmap-share:(\d+):(\d+):([0-9a-f]{16})$/;
 const ZERO_CHUNK = 1 << 20;
 
@@ -45,8 +47,22 @@ export function createRegion(size: number, codec: number, path?: string): Region
   }
 }
 
-/** Attaches to a region by handle or path, through a descriptor of its own. */
-export function attachRegion(ref: string): Region {
+/** Whether `ref` is a region name (which create() exports to the environment), rather than a handle or path. */
+export function isName(ref: string): boolean {
+  return NAME_PATTERN.test(ref);
+}
+
+/** The environment variable that carries the handle of the region named `name`. */
+export function envKey(name: string): string {
+  return ENV_PREFIX + name;
+}
+
+/** Attaches to a region by name, handle or path, through a descriptor of its own. */
+export function attachRegion(refOrName: string): Region {
+  const ref = isName(refOrName) ? process.env[envKey(refOrName)] : refOrName;
+  if (ref === undefined) {
+    throw shareError('ERR_BAD_HANDLE', `no region named ${refOrName}: ${envKey(refOrName)} is not in the environment`);
+  }
   const match = HANDLE_PATTERN.exec(ref);
   if (ref.startsWith(HANDLE_PREFIX) && match === null) throw shareError('ERR_BAD_HANDLE', `malformed handle ${ref}`);
   const [, pid, fd, id] = match ?? [];

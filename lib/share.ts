@@ -14,7 +14,7 @@ import {
   tryLockExclusive,
   unlock,
 } from './lock.js';
-import { attachRegion, closeRegion, createRegion, type Region, unlinkRegion } from './region.js';
+import { attachRegion, closeRegion, createRegion, envKey, isName, type Region, unlinkRegion } from './region.js';
 import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
 
 export interface CreateOptions<T> {
@@ -40,8 +40,6 @@ export interface LockAsyncOptions {
   signal?: AbortSignal;
 }
 
-const ENV_PREFIX = 'MMAP_SHARE_';
-const NAME_PATTERN = /^[A-Za-z0-9_-]{1,100}$/;
 // lockAsync retries with growing pauses instead of a blocking flock, which would park a libuv pool thread.
 const FIRST_PAUSE_MS = 1;
 const LONGEST_PAUSE_MS = 16;
@@ -79,7 +77,7 @@ export class MmapShare<T = unknown> {
     this.#region = region;
     if (initial !== undefined) commit(region, initial);
     if (options.name !== undefined) {
-      this.#envName = ENV_PREFIX + options.name;
+      this.#envName = envKey(options.name);
       process.env[this.#envName] = region.handle;
     }
   }
@@ -94,11 +92,7 @@ export class MmapShare<T = unknown> {
     if (typeof ref !== 'string' || ref === '') {
       throw shareError('ERR_BAD_HANDLE', `ref must be a handle, a name or a path, got ${describe(ref)}`);
     }
-    const handle = NAME_PATTERN.test(ref) ? process.env[ENV_PREFIX + ref] : ref;
-    if (handle === undefined) {
-      throw shareError('ERR_BAD_HANDLE', `no region named ${ref}: ${ENV_PREFIX}${ref} is not in the environment`);
-    }
-    const region = attachRegion(handle);
+    const region = attachRegion(ref);
     try {
       adopting = { region, codec: codecFor(Atomics.load(region.words, W_CODEC), options.codec) };
     } catch (error) {
@@ -356,7 +350,7 @@ function checkCreateOptions(options: CreateOptions<unknown>): void {
   }
   const { name, path } = options;
   if ('codec' in options) resolveCodec(options.codec);
-  if (name !== undefined && (typeof name !== 'string' || !NAME_PATTERN.test(name))) {
+  if (name !== undefined && (typeof name !== 'string' || !isName(name))) {
     throw shareError('ERR_BAD_OPTION', `name must be 1 to 100 letters, digits, _ or -, got ${describe(name)}`);
   }
   if (path !== undefined && (typeof path !== 'string' || path === '')) {
