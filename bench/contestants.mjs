@@ -161,10 +161,10 @@ const messaging = {
   create: (value) => ({ value }),
   // In the primary: answer one worker's requests.
   serve: (ref, worker) => {
-    worker.on('message', (message) => {
-      if (message.op === 'get') worker.send({ id: message.id, value: ref.value });
-      else if (message.op === 'set') (ref.value = message.value), worker.send({ id: message.id });
-      else if (message.op === 'increment') (ref.value = bump(ref.value)), worker.send({ id: message.id });
+    worker.on('message', ({ op, id, value }) => {
+      if (op === 'set') ref.value = value;
+      if (op === 'increment') ref.value = bump(ref.value);
+      worker.send({ id, value: op === 'get' ? ref.value : undefined });
     });
   },
   attach: () => {

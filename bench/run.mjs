@@ -21,7 +21,9 @@ const applies = (name, workload) => !(name.includes('snapshot') && (workload ===
 
 const results = MmapShare.create(16 << 20, { name: 'bench_results', value: {} });
 const plan = WORKLOADS.flatMap((workload) =>
-  SIZE_NAMES.flatMap((size) => NAMES.filter((name) => applies(name, workload)).map((name) => ({ workload, size, name }))),
+  SIZE_NAMES.flatMap((size) =>
+    NAMES.filter((name) => applies(name, workload)).map((name) => ({ workload, size, name })),
+  ),
 );
 
 const started = performance.now();
@@ -61,11 +63,20 @@ const format = (n) => (n === undefined ? 'failed' : n >= 100 ? Math.round(n).toL
 const lines = [];
 for (const workload of WORKLOADS) {
   const ratioNote = workload === 'broadcast' ? 'x mmap-share v8 (lower is better)' : 'x mmap-share v8';
-  lines.push(`\n#### ${workload}: ${units[workload]}\n`, `| size | contestant | ${units[workload]} | ${ratioNote} |${workload === 'update' ? ' count |' : ''}`);
+  lines.push(
+    `\n#### ${workload}: ${units[workload]}\n`,
+    `| size | contestant | ${units[workload]} | ${ratioNote} |${workload === 'update' ? ' count |' : ''}`,
+  );
   lines.push(`| --- | --- | ---: | ---: |${workload === 'update' ? ' --- |' : ''}`);
   for (const row of rows.filter((r) => r.workload === workload)) {
-    const count = row.check ? ` ${row.check.count === row.check.expected ? 'exact' : `${row.check.count} of ${row.check.expected}`} |` : workload === 'update' ? ' - |' : '';
-    lines.push(`| ${row.size} | ${row.name} | ${format(row.value)} | ${row.ratio === undefined ? '-' : row.ratio.toFixed(2)} |${count}`);
+    const count = row.check
+      ? ` ${row.check.count === row.check.expected ? 'exact' : `${row.check.count} of ${row.check.expected}`} |`
+      : workload === 'update'
+        ? ' - |'
+        : '';
+    lines.push(
+      `| ${row.size} | ${row.name} | ${format(row.value)} | ${row.ratio === undefined ? '-' : row.ratio.toFixed(2)} |${count}`,
+    );
   }
 }
 const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;

@@ -7,7 +7,11 @@ import { type Inspection, inspectRegion } from './inspect.js';
 const USAGE = 'usage: mmap-share inspect <handle|path|name> [--json]';
 
 function main(argv: string[]): number {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { json: { type: 'boolean' } },
+  });
   const [command, ref] = positionals;
   if (command !== 'inspect' || ref === undefined || positionals.length > 2) {
     process.stderr.write(`${USAGE}\n`);
@@ -26,8 +30,11 @@ function main(argv: string[]): number {
 
 function asText(report: Inspection): string {
   const committed = report.version === 0 ? 'never set' : `slot ${report.version & 1}`;
-  const holder = report.holder ? `held by pid ${report.holder.pid} (${report.holder.running ? 'running' : 'gone'})` : 'free';
-  const value = report.valueError ?? inspect(report.value, { depth: 4, colors: false, maxArrayLength: 20, breakLength: 100 });
+  const holder = report.holder
+    ? `held by pid ${report.holder.pid} (${report.holder.running ? 'running' : 'gone'})`
+    : 'free';
+  const value =
+    report.valueError ?? inspect(report.value, { depth: 4, colors: false, maxArrayLength: 20, breakLength: 100 });
   return [
     `region   ${report.handle}`,
     `layout   ${report.layout}`,
@@ -50,9 +57,11 @@ function asJson(report: Inspection): string {
   } catch {
     value = undefined;
   }
-  const faithful = value !== undefined && inspect(JSON.parse(value), { depth: Infinity }) === inspect(report.value, { depth: Infinity });
-  const { value: _, ...header } = report;
-  return JSON.stringify(faithful ? { ...header, value: report.value } : { ...header, valueText: inspect(report.value, { depth: 4 }) });
+  const faithful =
+    value !== undefined &&
+    inspect(JSON.parse(value), { depth: Infinity }) === inspect(report.value, { depth: Infinity });
+  const { value: decoded, ...header } = report;
+  return JSON.stringify(faithful ? report : { ...header, valueText: inspect(decoded, { depth: 4 }) });
 }
 
 process.exitCode = main(process.argv.slice(2));

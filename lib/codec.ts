@@ -27,7 +27,13 @@ let msgpackCodec: Codec | undefined;
 function msgpack(): Codec {
   if (msgpackCodec === undefined) {
     const { Packr } = require('msgpackr') as typeof import('msgpackr');
-    const packr = new Packr({ structuredClone: true, useRecords: true, moreTypes: true, copyBuffers: true, useBigIntExtension: true });
+    const packr = new Packr({
+      structuredClone: true,
+      useRecords: true,
+      moreTypes: true,
+      copyBuffers: true,
+      useBigIntExtension: true,
+    });
     msgpackCodec = { name: 'msgpack', encode: (value) => packr.pack(value), decode: (bytes) => packr.unpack(bytes) };
   }
   return msgpackCodec;
@@ -38,8 +44,12 @@ export function resolveCodec(option: unknown = 'v8'): Codec {
   if (option === 'msgpack') return msgpack();
   const codec = option as Codec;
   if (
-    typeof codec !== 'object' || codec === null || typeof codec.name !== 'string' || codec.name === '' ||
-    typeof codec.encode !== 'function' || typeof codec.decode !== 'function'
+    typeof codec !== 'object' ||
+    codec === null ||
+    typeof codec.name !== 'string' ||
+    codec.name === '' ||
+    typeof codec.encode !== 'function' ||
+    typeof codec.decode !== 'function'
   ) {
     throw shareError('ERR_BAD_OPTION', "codec must be 'v8', 'msgpack' or { name, encode, decode }");
   }
@@ -63,10 +73,14 @@ export function codecId(name: string): number {
 export function codecFor(id: number, given: unknown): Codec {
   if (given !== undefined) {
     const codec = resolveCodec(given);
-    if (codecId(codec.name) !== id) throw shareError('ERR_CODEC_MISMATCH', `the region was not written by the ${codec.name} codec`);
+    if (codecId(codec.name) !== id)
+      throw shareError('ERR_CODEC_MISMATCH', `the region was not written by the ${codec.name} codec`);
     return codec;
   }
   if (id === codecId('v8')) return v8Codec;
   if (id === codecId('msgpack')) return msgpack();
-  throw shareError('ERR_CODEC_MISMATCH', 'the region was written by a codec of its own: pass it to attach() as { codec }');
+  throw shareError(
+    'ERR_CODEC_MISMATCH',
+    'the region was written by a codec of its own: pass it to attach() as { codec }',
+  );
 }

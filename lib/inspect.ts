@@ -1,7 +1,16 @@
 // What `mmap-share inspect` reports of a region: its header, read without taking any lock, and its value.
 import { codecFor } from './codec.js';
 import { MmapShareError } from './errors.js';
-import { RACED, readUnlocked, W_CODEC, W_COMMIT, W_HOLDER_PID, W_HOLDER_START, W_LAYOUT, W_LENGTH_0 } from './layout.js';
+import {
+  RACED,
+  readUnlocked,
+  W_CODEC,
+  W_COMMIT,
+  W_HOLDER_PID,
+  W_HOLDER_START,
+  W_LAYOUT,
+  W_LENGTH_0,
+} from './layout.js';
 import { isAlive } from './lock.js';
 import { attachRegion, closeRegion } from './region.js';
 
@@ -33,7 +42,8 @@ export function inspectRegion(ref: string): Inspection {
       version: Atomics.load(words, W_COMMIT),
       slots: [Atomics.load(words, W_LENGTH_0), Atomics.load(words, W_LENGTH_0 + 1)],
       codec: 'custom',
-      holder: holderPid === 0 ? null : { pid: holderPid, running: isAlive(holderPid, Atomics.load(words, W_HOLDER_START)) },
+      holder:
+        holderPid === 0 ? null : { pid: holderPid, running: isAlive(holderPid, Atomics.load(words, W_HOLDER_START)) },
       value: undefined,
     };
     try {

@@ -84,7 +84,10 @@ export function checkHeader(words: Uint32Array, fileBytes: number, what: string)
   }
   const size = Atomics.load(words, W_SIZE);
   if (size < 1 || size > MAX_SIZE || regionBytes(size) !== fileBytes) {
-    throw shareError('ERR_BAD_HANDLE', `${what} has a damaged header: slot size ${size} in a file of ${fileBytes} bytes`);
+    throw shareError(
+      'ERR_BAD_HANDLE',
+      `${what} has a damaged header: slot size ${size} in a file of ${fileBytes} bytes`,
+    );
   }
   return size;
 }
@@ -168,7 +171,11 @@ function payloadOf(map: Mapping, version: number): Uint8Array {
 }
 
 function corrupt(cause: unknown) {
-  return shareError('ERR_BAD_HANDLE', `the region is corrupt: its value does not decode (${(cause as Error).message})`, cause);
+  return shareError(
+    'ERR_BAD_HANDLE',
+    `the region is corrupt: its value does not decode (${(cause as Error).message})`,
+    cause,
+  );
 }
 
 /** Commits `payload` as the next version. Caller holds the exclusive lock and has checked that it fits. */

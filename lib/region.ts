@@ -135,7 +135,7 @@ function openExisting(file: string, flags: number, ref: string): number {
 function allocate(fd: number, bytes: number): void {
   const zeros = Buffer.alloc(Math.min(bytes, ZERO_CHUNK));
   try {
-    for (let offset = 0; offset < bytes; ) {
+    for (let offset = 0; offset < bytes;) {
       offset += writeSync(fd, zeros, 0, Math.min(zeros.length, bytes - offset), offset);
     }
   } catch (error) {

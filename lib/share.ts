@@ -152,7 +152,8 @@ export class MmapShare<T = unknown> {
    */
   watch(listener: (value: T | undefined, version: number) => void, options: WatchOptions = {}): () => void {
     this.#open();
-    if (typeof listener !== 'function') throw shareError('ERR_BAD_OPTION', `listener must be a function, got ${describe(listener)}`);
+    if (typeof listener !== 'function')
+      throw shareError('ERR_BAD_OPTION', `listener must be a function, got ${describe(listener)}`);
     return watch(this, listener, checkInterval(options));
   }
 
@@ -192,7 +193,10 @@ export class MmapShare<T = unknown> {
       if (!this.#locked && tryLockExclusive(this.#open().fd)) return this.#acquired();
       const left = deadline - performance.now();
       if (left <= 0) {
-        throw shareError('ERR_LOCK_TIMEOUT', `lock not acquired within ${timeout} ms: ${describeHolder(this.#open().words)}`);
+        throw shareError(
+          'ERR_LOCK_TIMEOUT',
+          `lock not acquired within ${timeout} ms: ${describeHolder(this.#open().words)}`,
+        );
       }
       try {
         // Jitter keeps waiting processes from retrying in step.
@@ -324,7 +328,10 @@ function encodeFitting<T>(codec: Codec<T>, value: T, size: number): Uint8Array {
     throw shareError('ERR_NOT_SERIALIZABLE', `the value cannot be encoded: ${(error as Error).message}`, error);
   }
   if (payload.length > size) {
-    throw shareError('ERR_VALUE_TOO_LARGE', `the value serializes to ${payload.length} bytes; the region holds ${size}`);
+    throw shareError(
+      'ERR_VALUE_TOO_LARGE',
+      `the value serializes to ${payload.length} bytes; the region holds ${size}`,
+    );
   }
   return payload;
 }
@@ -333,7 +340,12 @@ function deepFreeze<V>(value: V): V {
   if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value)) return value;
   Object.freeze(value);
   for (const key of Reflect.ownKeys(value)) deepFreeze((value as Record<PropertyKey, unknown>)[key]);
-  if (value instanceof Map) for (const [key, entry] of value) (deepFreeze(key), deepFreeze(entry));
+  if (value instanceof Map) {
+    for (const [key, entry] of value) {
+      deepFreeze(key);
+      deepFreeze(entry);
+    }
+  }
   if (value instanceof Set) for (const entry of value) deepFreeze(entry);
   return value;
 }
@@ -360,5 +372,9 @@ function checkCreateOptions(options: CreateOptions<unknown>): void {
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
-  return typeof value === 'object' && value !== null ? 'an object' : typeof value === 'function' ? 'a function' : String(value);
+  return typeof value === 'object' && value !== null
+    ? 'an object'
+    : typeof value === 'function'
+      ? 'a function'
+      : String(value);
 }

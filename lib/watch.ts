@@ -25,7 +25,10 @@ const DEFAULT_INTERVAL_MS = 10;
 export function checkInterval(options: WatchOptions): number {
   const { interval = DEFAULT_INTERVAL_MS } = options;
   if (typeof interval !== 'number' || !(interval >= 1) || !Number.isFinite(interval)) {
-    throw shareError('ERR_BAD_OPTION', `interval must be a finite number of milliseconds, at least 1, got ${String(interval)}`);
+    throw shareError(
+      'ERR_BAD_OPTION',
+      `interval must be a finite number of milliseconds, at least 1, got ${String(interval)}`,
+    );
   }
   return interval;
 }
@@ -49,7 +52,11 @@ export function watch<T>(
 }
 
 /** The value after each change of version, the latest when several came between two pulls; ends on close. */
-export async function* changes<T>(share: Watched<T>, interval: number, signal?: AbortSignal): AsyncGenerator<T | undefined> {
+export async function* changes<T>(
+  share: Watched<T>,
+  interval: number,
+  signal?: AbortSignal,
+): AsyncGenerator<T | undefined> {
   let seen = share.version;
   for (;;) {
     while (!share.closed && share.version === seen) await sleep(interval, undefined, { signal, ref: false });

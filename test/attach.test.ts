@@ -48,7 +48,9 @@ describe('attach by handle', () => {
     const second = fresh(64);
     // The lowest free descriptor is reused, so the stale handle now names the second region's descriptor.
     expect(second.handle.split(':')[2]).toBe(stale.split(':')[2]);
-    expect(() => MmapShare.attach(stale)).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE', message: expect.stringContaining('gone') }));
+    expect(() => MmapShare.attach(stale)).toThrow(
+      expect.objectContaining({ code: 'ERR_BAD_HANDLE', message: expect.stringContaining('gone') }),
+    );
   });
 });
 
@@ -62,7 +64,10 @@ describe('a region with no name', () => {
   });
 
   it.runIf(canMakeMountNamespace)('falls back to the OS temp dir where /dev/shm is missing', () => {
-    expect(inMountNamespace('no-dev-shm.sh')).toStrictEqual({ file: expect.stringMatching(/^\/tmp\/#\d+ \(deleted\)$/), value: 'fallback' });
+    expect(inMountNamespace('no-dev-shm.sh')).toStrictEqual({
+      file: expect.stringMatching(/^\/tmp\/#\d+ \(deleted\)$/),
+      value: 'fallback',
+    });
   });
 });
 

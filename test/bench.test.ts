@@ -7,7 +7,13 @@ describe('npm run bench', () => {
   it('runs contestants in fresh processes, collects their reports through mmap-share, and checks update counts', () => {
     const out = execFileSync(
       process.execPath,
-      [join(__dirname, '..', 'bench', 'run.mjs'), '--quick', '--workloads=update,get', '--sizes=100B', '--contestants=mmap-share v8,mmap-share msgpack,floor,lmdb,process.send'],
+      [
+        join(__dirname, '..', 'bench', 'run.mjs'),
+        '--quick',
+        '--workloads=update,get',
+        '--sizes=100B',
+        '--contestants=mmap-share v8,mmap-share msgpack,floor,lmdb,process.send',
+      ],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
     );
     const rows = out.split('\n').filter((line) => line.startsWith('| 100B'));

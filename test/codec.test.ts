@@ -58,7 +58,9 @@ describe('a codec of your own', () => {
     const share = fresh(1024, { codec: json, value: { n: 1 } });
     expect(attached(share.handle, { codec: json }).get()).toStrictEqual({ n: 1 });
     expect(() => MmapShare.attach(share.handle)).toThrow(expect.objectContaining({ code: 'ERR_CODEC_MISMATCH' }));
-    expect(() => MmapShare.attach(share.handle, { codec: 'v8' })).toThrow(expect.objectContaining({ code: 'ERR_CODEC_MISMATCH' }));
+    expect(() => MmapShare.attach(share.handle, { codec: 'v8' })).toThrow(
+      expect.objectContaining({ code: 'ERR_CODEC_MISMATCH' }),
+    );
   });
 
   it('turns an encode failure into ERR_NOT_SERIALIZABLE with nothing written', () => {

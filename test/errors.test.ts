@@ -27,14 +27,24 @@ const table: [ErrorCode, Builtin, string, (share: Share, other: Share) => unknow
   ['ERR_BAD_OPTION', TypeError, 'update without a function', (s) => s.update(42 as unknown as () => unknown)],
   ['ERR_VALUE_TOO_LARGE', RangeError, 'set() of a value too large', (s) => s.set('x'.repeat(300))],
   ['ERR_VALUE_TOO_LARGE', RangeError, 'update() to a value too large', (s) => s.update(() => new Uint8Array(300))],
-  ['ERR_VALUE_TOO_LARGE', RangeError, 'create() with a value too large', () => MmapShare.create(8, { value: 'x'.repeat(9) })],
+  [
+    'ERR_VALUE_TOO_LARGE',
+    RangeError,
+    'create() with a value too large',
+    () => MmapShare.create(8, { value: 'x'.repeat(9) }),
+  ],
   ['ERR_NOT_SERIALIZABLE', TypeError, 'set() of a function', (s) => s.set(() => 1)],
   ['ERR_NOT_SERIALIZABLE', TypeError, 'set() of a symbol', (s) => s.set(Symbol('no'))],
   ['ERR_NOT_SERIALIZABLE', TypeError, 'update() to a promise', (s) => s.update(() => Promise.resolve(1))],
   ['ERR_BAD_HANDLE', Error, 'an unknown name', () => MmapShare.attach('no_such_region')],
   ['ERR_BAD_HANDLE', Error, 'a missing file', () => MmapShare.attach('/nonexistent/region')],
   ['ERR_BAD_HANDLE', Error, 'a malformed handle', () => MmapShare.attach('mmap-share:x')],
-  ['ERR_BAD_HANDLE', Error, 'a handle of a gone process', () => MmapShare.attach('mmap-share:999999999:3:0011223344556677')],
+  [
+    'ERR_BAD_HANDLE',
+    Error,
+    'a handle of a gone process',
+    () => MmapShare.attach('mmap-share:999999999:3:0011223344556677'),
+  ],
   ['ERR_BAD_HANDLE', Error, 'a ref that is not a string', () => MmapShare.attach(3 as unknown as string)],
   ['ERR_BAD_HANDLE', Error, 'a file that is not a region', () => MmapShare.attach(__filename)],
   ['ERR_BAD_HANDLE', Error, 'unlink() of a file that is not a region', () => MmapShare.unlink(__filename)],
@@ -43,7 +53,12 @@ const table: [ErrorCode, Builtin, string, (share: Share, other: Share) => unknow
   ['ERR_ALREADY_LOCKED', Error, 'lock() twice', (s) => (s.lock(), s.lock())],
   ['ERR_ALREADY_LOCKED', Error, 'tryLock() while holding', (s) => (s.lock(), s.tryLock())],
   ['ERR_ALREADY_LOCKED', Error, 'set() that would wait on this thread', (s, other) => (other.lock(), s.set(1))],
-  ['ERR_LOCK_TIMEOUT', Error, 'lockAsync() past its timeout', (s, other) => (other.lock(), s.lockAsync({ timeout: 10 }))],
+  [
+    'ERR_LOCK_TIMEOUT',
+    Error,
+    'lockAsync() past its timeout',
+    (s, other) => (other.lock(), s.lockAsync({ timeout: 10 })),
+  ],
   ['ERR_CLOSED', Error, 'get() after close()', (s) => (s.close(), s.get())],
   ['ERR_CLOSED', Error, 'set() after close()', (s) => (s.close(), s.set(1))],
   ['ERR_CLOSED', Error, 'update() after close()', (s) => (s.close(), s.update(() => 1))],
@@ -111,16 +126,21 @@ describe('error codes', () => {
     const word = Buffer.alloc(4);
     word.writeUInt32LE(1_000_000);
     writeSync(fd, word, 0, 4, W_LENGTH_0 * 4 + 4);
-    expect(() => share.get()).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE', message: expect.stringContaining('corrupt') }));
+    expect(() => share.get()).toThrow(
+      expect.objectContaining({ code: 'ERR_BAD_HANDLE', message: expect.stringContaining('corrupt') }),
+    );
     writeSync(fd, word, 0, 4, W_MAGIC * 4);
     closeSync(fd);
     expect(() => MmapShare.attach(path)).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
     expect(HEADER_BYTES).toBe(64);
   });
 
-  it.runIf(canMakeMountNamespace)('ERR_NO_SPACE at create() for a region larger than /dev/shm can hold, which is left free', () => {
-    expect(inMountNamespace('no-space.sh')).toStrictEqual({ code: 'ERR_NO_SPACE', freedAgain: true, small: 'fits' });
-  });
+  it.runIf(canMakeMountNamespace)(
+    'ERR_NO_SPACE at create() for a region larger than /dev/shm can hold, which is left free',
+    () => {
+      expect(inMountNamespace('no-space.sh')).toStrictEqual({ code: 'ERR_NO_SPACE', freedAgain: true, small: 'fits' });
+    },
+  );
 
   it('ERR_NATIVE_ADDON when an addon fails to load, with the loader error as cause', () => {
     const script = `try { require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))}) } catch (e) { console.log(JSON.stringify([e.code, e.cause.message, e.message])) }`;

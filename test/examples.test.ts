@@ -24,7 +24,14 @@ describe('examples', () => {
     expect(code).toBe(0);
     const pickups = [...stdout.matchAll(/^worker (\d+): version (\d+), logLevel=(\w+), [\d.]+ ms after publishing$/gm)];
     expect(new Set(pickups.map((m) => m[1])).size).toBe(2);
-    expect(pickups.map((m) => `${m[2]} ${m[3]}`).sort()).toEqual(['2 debug', '2 debug', '3 warn', '3 warn', '4 error', '4 error']);
+    expect(pickups.map((m) => `${m[2]} ${m[3]}`).sort()).toEqual([
+      '2 debug',
+      '2 debug',
+      '3 warn',
+      '3 warn',
+      '4 error',
+      '4 error',
+    ]);
   });
 
   it('bench-harness: the primary prints one row per worker, merged from update()s', async () => {

@@ -18,8 +18,15 @@ const values: [string, unknown][] = [
   ['a BigInt', 2n ** 100n],
   ['a Date', new Date('2026-11-22T10:00:00Z')],
   ['a RegExp', /ab+c/gi],
-  ['a Map', new Map<unknown, unknown>([['a', 1], [2, { b: [3] }]])],
+  [
+    'a Map',
+    new Map<unknown, unknown>([
+      ['a', 1],
+      [2, { b: [3] }],
+    ]),
+  ],
   ['a Set', new Set([1, 'two', 3n])],
+  // eslint-disable-next-line no-sparse-arrays -- the hole is what is tested
   ['an array with holes', [1, , 3]],
   ['a Uint8Array', new Uint8Array([1, 2, 255])],
   ['a Float64Array', new Float64Array([1.5, -2.25])],
@@ -91,7 +98,9 @@ describe('types', () => {
   it('carries the value type through the API', () => {
     const share = fresh<{ hits: number }>();
     expectTypeOf(share.get()).toEqualTypeOf<{ hits: number } | undefined>();
-    expectTypeOf(share.update).parameter(0).toEqualTypeOf<(current: { hits: number } | undefined) => { hits: number }>();
+    expectTypeOf(share.update)
+      .parameter(0)
+      .toEqualTypeOf<(current: { hits: number } | undefined) => { hits: number }>();
     expectTypeOf(share.lock()).toEqualTypeOf<LockInfo>();
     share.unlock();
     expectTypeOf(share.tryLock()).toEqualTypeOf<LockInfo | undefined>();

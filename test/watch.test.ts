@@ -38,7 +38,9 @@ describe('watch()', () => {
   it('refuses a bad interval or listener with ERR_BAD_OPTION', () => {
     const share = fresh();
     expect(() => share.watch(() => {}, { interval: 0 })).toThrow(expect.objectContaining({ code: 'ERR_BAD_OPTION' }));
-    expect(() => share.watch('no' as unknown as () => void)).toThrow(expect.objectContaining({ code: 'ERR_BAD_OPTION' }));
+    expect(() => share.watch('no' as unknown as () => void)).toThrow(
+      expect.objectContaining({ code: 'ERR_BAD_OPTION' }),
+    );
   });
 });
 

@@ -10,7 +10,11 @@ import { parseArgs } from 'node:util';
 import { MmapShare } from 'mmap-share';
 
 const { values: args } = parseArgs({
-  options: { workers: { type: 'string', default: '2' }, port: { type: 'string', default: '3000' }, demo: { type: 'boolean' } },
+  options: {
+    workers: { type: 'string', default: '2' },
+    port: { type: 'string', default: '3000' },
+    demo: { type: 'boolean' },
+  },
 });
 const workers = Number(args.workers);
 
@@ -35,7 +39,9 @@ if (cluster.isPrimary) {
     if (++exited < workers) return;
     console.log('worker   requests  hits  hit rate');
     for (const [pid, { requests, hits }] of Object.entries(stats.get())) {
-      console.log(`${pid.padEnd(8)} ${String(requests).padStart(8)} ${String(hits).padStart(5)} ${((100 * hits) / requests).toFixed(0).padStart(8)}%`);
+      console.log(
+        `${pid.padEnd(8)} ${String(requests).padStart(8)} ${String(hits).padStart(5)} ${((100 * hits) / requests).toFixed(0).padStart(8)}%`,
+      );
     }
     console.log(`entries in the shared cache: ${Object.keys(cache.get()).length}`);
   });

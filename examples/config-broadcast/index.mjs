@@ -4,7 +4,9 @@ import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { MmapShare } from 'mmap-share';
 
-const { values: args } = parseArgs({ options: { workers: { type: 'string', default: '3' }, changes: { type: 'string', default: '3' } } });
+const { values: args } = parseArgs({
+  options: { workers: { type: 'string', default: '3' }, changes: { type: 'string', default: '3' } },
+});
 const now = () => performance.timeOrigin + performance.now();
 
 if (cluster.isPrimary) {
@@ -25,8 +27,13 @@ if (cluster.isPrimary) {
   });
 } else {
   const config = MmapShare.attach('app_config');
-  config.watch(({ logLevel, publishedAt }, version) => {
-    console.log(`worker ${process.pid}: version ${version}, logLevel=${logLevel}, ${(now() - publishedAt).toFixed(2)} ms after publishing`);
-  }, { interval: 1 });
+  config.watch(
+    ({ logLevel, publishedAt }, version) => {
+      console.log(
+        `worker ${process.pid}: version ${version}, logLevel=${logLevel}, ${(now() - publishedAt).toFixed(2)} ms after publishing`,
+      );
+    },
+    { interval: 1 },
+  );
   process.send('ready');
 }
