@@ -6,7 +6,9 @@ import { shareError } from './errors.js';
 export interface Codec<T = unknown> {
   /** Recorded (as a hash) in the region, so that an instance using another codec cannot attach. */
   readonly name: string;
+  /** The bytes of `value`; throwing makes set() fail with ERR_NOT_SERIALIZABLE, with nothing written. */
   encode(value: T): Uint8Array;
+  /** The value of `bytes`: a view of shared memory unless `copyFirst` is set. */
   decode(bytes: Uint8Array): T;
   /** Set by codecs that must be given a private copy of the bytes, which they may keep. */
   readonly copyFirst?: boolean;

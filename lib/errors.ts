@@ -1,5 +1,6 @@
 // The one error type of mmap-share: every failure carries a stable `code`; match on it, never on the message.
 
+/** The stable codes of MmapShareError; the README's error table says when each is thrown. */
 export type ErrorCode =
   | 'ERR_BAD_SIZE'
   | 'ERR_BAD_OPTION'
@@ -26,6 +27,7 @@ const brand = Symbol('mmap-share.error');
  * also `RangeError`s, those about a bad argument or value also `TypeError`s.
  */
 export class MmapShareError extends Error {
+  /** What went wrong, stable across versions: match on it, not on the message. */
   declare readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {

@@ -248,6 +248,7 @@ export class MmapShare<T = unknown> {
     if (this.#envName !== undefined && process.env[this.#envName] === region.handle) delete process.env[this.#envName];
   }
 
+  /** Same as close(), for `using share = MmapShare.attach(ref)`. */
   [Symbol.dispose](): void {
     this.close();
   }
