@@ -93,13 +93,13 @@ export function run(
   script: string,
   args: string[] = [],
   options: ForkOptions = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   const child = fork(script, args, { stdio: 'pipe', ...options });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk));
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk));
-  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
 /** Whether this machine lets a test make a private mount namespace (unshare -rm), to fake small or missing /dev/shm. */

@@ -1,0 +1,60 @@
+// Fuzz: arbitrary structured-clone values round-trip through two processes unchanged; random bytes written into a
+// region's header and slots never crash, hang or read out of bounds: every call works or is refused.
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { isDeepStrictEqual } from 'node:util';
+import { serialize } from 'node:v8';
+import fc from 'fast-check';
+import { expect, it } from 'vitest';
+import { defer, fixture, fresh, run } from '../helpers.js';
+import { figure, stress } from './options.js';
+
+it(`${stress.cases} arbitrary values round-trip through set/get across two processes`, async () => {
+  const input = fresh(1 << 20);
+  const output = fresh(1 << 20);
+  const echo = fork(fixture('echo.mjs'), [input.handle, output.handle], { stdio: 'inherit' });
+  defer(() => echo.kill('SIGKILL'));
+  await once(echo, 'message');
+  let cases = 0;
+  let mismatches = 0;
+  const values = fc.anything({
+    withBigInt: true,
+    withDate: true,
+    withMap: true,
+    withSet: true,
+    withTypedArray: true,
+    withSparseArray: true,
+    withBoxedValues: true,
+    maxDepth: 4,
+  });
+  await fc.assert(
+    fc.asyncProperty(values, async (value) => {
+      cases++;
+      input.set(value);
+      echo.send(cases);
+      await once(echo, 'message');
+      const copy = output.get();
+      // An invalid Date never equals itself under isDeepStrictEqual; identical serializations settle those cases.
+      const same = isDeepStrictEqual(copy, value) || serialize(copy).equals(serialize(value));
+      if (!same) mismatches++;
+      return same;
+    }),
+    { numRuns: stress.cases },
+  );
+  figure(`fuzz: ${cases} arbitrary values through two processes, ${mismatches} mismatches`);
+});
+
+it.each(['v8', 'msgpack'])(`${stress.corruptions} regions with random bytes in header and slots (%s)`, async (codec) => {
+  // The time limit turns a hang into a failure.
+  const { code, signal, stdout, stderr } = await run(fixture('corrupt.mjs'), [String(stress.corruptions), codec], {
+    timeout: 120_000,
+  });
+  expect(stderr).toBe('');
+  expect({ code, signal }).toStrictEqual({ code: 0, signal: null });
+  const counts = JSON.parse(stdout) as { cases: number; worked: number; refused: number; other: string[] };
+  figure(
+    `fuzz (${codec}): ${counts.cases} corrupted regions, ${counts.worked} calls worked, ${counts.refused} refused with ` +
+      `ERR_BAD_HANDLE, ${counts.other.length} other errors, no crash, no hang`,
+  );
+  expect(counts.other).toStrictEqual([]);
+});

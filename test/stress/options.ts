@@ -1,0 +1,19 @@
+// The size of each stress suite: the defaults run inside `npm test`; `npm run stress -- --kills 5000` and the other
+// flags of test/stress/run.mjs make them bigger, through these environment variables.
+const number = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+
+export const stress = {
+  kills: number('STRESS_KILLS', 200),
+  processes: number('STRESS_PROCESSES', 8),
+  updates: number('STRESS_UPDATES', 10_000),
+  mixedMs: number('STRESS_MIXED_MS', 1500),
+  cases: number('STRESS_CASES', 10_000),
+  corruptions: number('STRESS_CORRUPTIONS', 2000),
+  cycles: number('STRESS_CYCLES', 10_000),
+  lockRounds: number('STRESS_LOCK_ROUNDS', 300),
+};
+
+/** Prints a suite's figure line, on its own line so that it reads the same under vitest and in a terminal. */
+export function figure(line: string): void {
+  process.stdout.write(`\n${line}\n`);
+}

@@ -1,0 +1,13 @@
+// `npm run stress`: the reliability suites, each ending with one figure line. Flags make them bigger:
+//   --kills 5000  --processes 8  --updates 10000  --cases 10000  --corruptions 2000  --cycles 10000  --lock-rounds 300
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+
+const flags = ['kills', 'processes', 'updates', 'cases', 'corruptions', 'cycles', 'lock-rounds'];
+const { values } = parseArgs({ options: Object.fromEntries(flags.map((flag) => [flag, { type: 'string' }])) });
+const env = { ...process.env };
+for (const [flag, value] of Object.entries(values)) env[`STRESS_${flag.replace('-', '_').toUpperCase()}`] = value;
+
+const vitest = ['vitest', 'run', 'test/stress', 'test/errors.test.ts', '--reporter=verbose', '--testTimeout=0'];
+const { status } = spawnSync('npx', vitest, { stdio: 'inherit', env });
+process.exit(status ?? 1);
