@@ -1,6 +1,6 @@
 // Reaching one region from other instances, processes and threads: by handle, by name, by path.
 import { once } from 'node:events';
-import { readdirSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
+import { chownSync, readdirSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
@@ -124,6 +124,15 @@ describe('attach by path', () => {
     expect(readdirSync(dir)).toEqual([]);
     again.set(2);
     expect(again.get()).toBe(2);
+  });
+
+  it.runIf(process.getuid?.() === 0)('refuses a region file that belongs to another user', () => {
+    const path = join(tempDir(), 'theirs');
+    fresh(64, { path, value: 'private' });
+    chownSync(path, 65534, 65534);
+    expect(() => MmapShare.attach(path)).toThrow(
+      expect.objectContaining({ code: 'ERR_BAD_HANDLE', message: expect.stringContaining('belongs to uid 65534') }),
+    );
   });
 
   it('refuses a symbolic link to a region', () => {

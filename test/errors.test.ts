@@ -2,9 +2,10 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type ErrorCode, MAX_SIZE, MmapShare, MmapShareError } from '../dist/index.mjs';
 import { HEADER_BYTES, W_LENGTH_0, W_MAGIC } from '../dist/layout.js';
+import { figure } from './stress/options.js';
 import { attached, canMakeMountNamespace, fixture, fresh, inMountNamespace, Peer, tempDir } from './helpers.js';
 
 type Builtin = typeof Error | typeof RangeError | typeof TypeError;
@@ -70,6 +71,12 @@ const table: [ErrorCode, Builtin, string, (share: Share, other: Share) => unknow
 describe('error codes', () => {
   const cases = table.map(([code, builtin, what, trigger]) => ({ code, builtin, what, trigger, kind: builtin.name }));
 
+  let intact = 0;
+  afterAll(() => {
+    // The figure line of the bad-input stress suite (npm run stress runs this file with the suites).
+    figure(`bad input: ${cases.length} documented bad inputs, ${intact} with their code and the value intact`);
+  });
+
   it.each(cases)('$code ($kind) for $what, value intact', async ({ code, builtin, trigger }) => {
     const share = fresh(256, { value: kept });
     const other = attached(share.handle);
@@ -88,6 +95,7 @@ describe('error codes', () => {
     expect(witness.get()).toStrictEqual(kept);
     expect(witness.version).toBe(1);
     expect(witness.tryLock()).toStrictEqual({ ownerDied: false });
+    intact++;
   });
 
   it('ERR_LOCK_TIMEOUT names the pid of a holder in another process', async () => {

@@ -45,6 +45,14 @@ describe('set() and get()', () => {
     expect(share.get()).toStrictEqual(value);
   });
 
+  it('round-trips an invalid Date', () => {
+    const share = fresh();
+    share.set({ when: new Date(NaN) });
+    const copy = share.get() as { when: Date };
+    expect(copy.when).toBeInstanceOf(Date);
+    expect(copy.when.getTime()).toBeNaN();
+  });
+
   it('keeps the identity of shared references within a value', () => {
     const share = fresh();
     const inner = { n: 1 };
@@ -107,5 +115,22 @@ describe('types', () => {
     share.unlock();
     expectTypeOf(MmapShare.attach<string[]>(share.handle).get()).toEqualTypeOf<string[] | undefined>();
     expectTypeOf(share.version).toBeNumber();
+  });
+});
+
+describe('close()', () => {
+  it('is idempotent, and runs at the end of a `using` block', () => {
+    const share = MmapShare.create(64);
+    let scopedOne: MmapShare | undefined;
+    {
+      using scoped = MmapShare.attach(share.handle);
+      scoped.set('inside');
+      scopedOne = scoped;
+    }
+    expect(scopedOne?.closed).toBe(true);
+    expect(share.get()).toBe('inside');
+    share.close();
+    share.close();
+    expect(share.closed).toBe(true);
   });
 });

@@ -3,7 +3,6 @@
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { serialize } from 'node:v8';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { defer, fixture, fresh, run } from '../helpers.js';
@@ -17,25 +16,25 @@ it(`${stress.cases} arbitrary values round-trip through set/get across two proce
   await once(echo, 'message');
   let cases = 0;
   let mismatches = 0;
-  const values = fc.anything({
-    withBigInt: true,
-    withDate: true,
-    withMap: true,
-    withSet: true,
-    withTypedArray: true,
-    withSparseArray: true,
-    withBoxedValues: true,
-    maxDepth: 4,
-  });
+  const values = fc
+    .anything({
+      withBigInt: true,
+      withDate: true,
+      withMap: true,
+      withSet: true,
+      withTypedArray: true,
+      withSparseArray: true,
+      withBoxedValues: true,
+      maxDepth: 4,
+    })
+    .filter((value) => !hasInvalidDate(value));
   await fc.assert(
     fc.asyncProperty(values, async (value) => {
       cases++;
       input.set(value);
       echo.send(cases);
       await once(echo, 'message');
-      const copy = output.get();
-      // An invalid Date never equals itself under isDeepStrictEqual; identical serializations settle those cases.
-      const same = isDeepStrictEqual(copy, value) || serialize(copy).equals(serialize(value));
+      const same = isDeepStrictEqual(output.get(), value);
       if (!same) mismatches++;
       return same;
     }),
@@ -44,17 +43,34 @@ it(`${stress.cases} arbitrary values round-trip through set/get across two proce
   figure(`fuzz: ${cases} arbitrary values through two processes, ${mismatches} mismatches`);
 });
 
-it.each(['v8', 'msgpack'])(`${stress.corruptions} regions with random bytes in header and slots (%s)`, async (codec) => {
-  // The time limit turns a hang into a failure.
-  const { code, signal, stdout, stderr } = await run(fixture('corrupt.mjs'), [String(stress.corruptions), codec], {
-    timeout: 120_000,
-  });
-  expect(stderr).toBe('');
-  expect({ code, signal }).toStrictEqual({ code: 0, signal: null });
-  const counts = JSON.parse(stdout) as { cases: number; worked: number; refused: number; other: string[] };
-  figure(
-    `fuzz (${codec}): ${counts.cases} corrupted regions, ${counts.worked} calls worked, ${counts.refused} refused with ` +
-      `ERR_BAD_HANDLE, ${counts.other.length} other errors, no crash, no hang`,
-  );
-  expect(counts.other).toStrictEqual([]);
-});
+it.each(['v8', 'msgpack'])(
+  `${stress.corruptions} regions with random bytes in header and slots (%s)`,
+  async (codec) => {
+    // The time limit turns a hang into a failure.
+    const { code, signal, stdout, stderr } = await run(fixture('corrupt.mjs'), [String(stress.corruptions), codec], {
+      timeout: 120_000,
+    });
+    expect(stderr).toBe('');
+    expect({ code, signal }).toStrictEqual({ code: 0, signal: null });
+    const counts = JSON.parse(stdout) as { cases: number; worked: number; refused: number; other: string[] };
+    figure(
+      `fuzz (${codec}): ${counts.cases} corrupted regions, ${counts.worked} calls worked, ${counts.refused} refused with ` +
+        `ERR_BAD_HANDLE, ${counts.other.length} other errors, no crash, no hang`,
+    );
+    expect(counts.other).toStrictEqual([]);
+  },
+);
+
+// isDeepStrictEqual never finds an invalid Date equal to another, so values holding one are left to test/values.test.ts.
+function hasInvalidDate(value: unknown, seen = new Set<object>()): boolean {
+  if (value instanceof Date) return Number.isNaN(value.getTime());
+  if (typeof value !== 'object' || value === null || seen.has(value)) return false;
+  seen.add(value);
+  const children =
+    value instanceof Map
+      ? [...value.keys(), ...value.values()]
+      : value instanceof Set
+        ? [...value]
+        : Object.values(value);
+  return children.some((child) => hasInvalidDate(child, seen));
+}

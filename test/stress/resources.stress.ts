@@ -1,0 +1,21 @@
+// Resources: many create/attach/close cycles leave no descriptor, no file and, after a GC, no mapping.
+import { expect, it } from 'vitest';
+import { fixture, run } from '../helpers.js';
+import { figure, stress } from './options.js';
+
+it(`${stress.cycles} create/attach/close cycles leave nothing behind`, async () => {
+  const { code, stdout, stderr } = await run(fixture('cycles.mjs'), [String(stress.cycles)], {
+    execArgv: ['--expose-gc'],
+  });
+  expect(stderr).toBe('');
+  expect(code).toBe(0);
+  const { before, afterClose, afterGc } = JSON.parse(stdout);
+  figure(
+    `resources: ${stress.cycles} cycles, descriptors ${before.fds} -> ${afterClose.fds}, /dev/shm entries ` +
+      `${before.shmFiles} -> ${afterClose.shmFiles}, mappings ${before.mappings} -> ${afterClose.mappings} -> ` +
+      `${afterGc.mappings} after GC`,
+  );
+  expect(afterClose.fds).toBe(before.fds);
+  expect(afterClose.shmFiles).toBe(before.shmFiles);
+  expect(afterGc.mappings).toBe(before.mappings);
+});
