@@ -14,8 +14,6 @@ export interface Region extends Mapping {
   readonly id: string;
   /** What another process passes to attach(): a path for named regions, a /proc reference otherwise. */
   readonly handle: string;
-  /** Set for regions backed by a named file. */
-  readonly path: string | undefined;
 }
 
 // Linux's O_TMPFILE: __O_TMPFILE (the same on every architecture Node runs on) with O_DIRECTORY, which is not.
@@ -104,7 +102,7 @@ export function closeRegion(region: Region): void {
 
 function opened(map: Omit<Mapping, 'size'>, size: number, fd: number, path: string | undefined): Region {
   const id = regionId(map.words);
-  return { ...map, size, fd, id, path, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
+  return { ...map, size, fd, id, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
 }
 
 function openNameless(): number {
