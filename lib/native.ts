@@ -1,4 +1,5 @@
 // The only module that loads native addons, so a broken native build surfaces as one clear error.
+import { getSystemErrorName } from 'node:util';
 import { shareError } from './errors.js';
 
 type MmapIo = typeof import('@riaskov/mmap-io').default;
@@ -16,5 +17,18 @@ function load<T>(name: string): T {
   }
 }
 
-export const mmapIo: MmapIo = load<MmapIo>('@riaskov/mmap-io');
+const mmapIo: MmapIo = load<MmapIo>('@riaskov/mmap-io');
 export const fsExt: FsExt = load<FsExt>('fs-ext-extra-prebuilt');
+
+/** Maps `bytes` of `fd` shared, read and write. A failure is a system error with its errno code, as fs's are. */
+export function mapShared(fd: number, bytes: number): Buffer {
+  try {
+    return mmapIo.map(bytes, (mmapIo.PROT_READ | mmapIo.PROT_WRITE) as 3, mmapIo.MAP_SHARED, fd);
+  } catch (error) {
+    // The addon reports only the errno number, in its message.
+    const errno = /^mmap failed, (\d+)$/.exec((error as Error).message)?.[1];
+    if (errno === undefined) throw error;
+    const code = getSystemErrorName(-Number(errno));
+    throw Object.assign(new Error(`mmap: ${code}`, { cause: error }), { code, errno: -Number(errno), syscall: 'mmap' });
+  }
+}

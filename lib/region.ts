@@ -1,11 +1,11 @@
 // Creating, attaching and mapping regions: the file behind the memory and the handles that lead other processes to it.
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { errnoOf, shareError } from './errors.js';
 import { checkHeader, headerWords, initHeader, type Mapping, regionBytes, regionId } from './layout.js';
-import { mmapIo } from './native.js';
+import { mapShared } from './native.js';
 
 /** An open region: its own descriptor (so its own flock) and its mapping. */
 export interface Region extends Mapping {
@@ -145,13 +145,37 @@ function allocate(fd: number, bytes: number): void {
   }
 }
 
+// A closed region's mapping is given back only once its buffer is garbage collected and the event loop turns, so a
+// loop that opens regions without yielding piles mappings up. At the kernel's limit (vm.max_map_count) any allocation
+// of the process can fail and abort it: staying under half of it turns that into ERR_NO_SPACE.
+const MAPPING_BUDGET = Math.floor(maxMapCount() / 2);
+let mappings = 0;
+const unmapped = new FinalizationRegistry<undefined>(() => mappings--);
+
 function mapRegion(fd: number, bytes: number): Omit<Mapping, 'size'> {
+  if (mappings >= MAPPING_BUDGET) {
+    throw shareError(
+      'ERR_NO_SPACE',
+      `${mappings} region mappings are open or not yet given back; closed regions give theirs back once the event ` +
+        'loop turns, so yield (await) now and then in a loop that opens many',
+    );
+  }
   let mapped: Buffer;
   try {
-    mapped = mmapIo.map(bytes, (mmapIo.PROT_READ | mmapIo.PROT_WRITE) as 3, mmapIo.MAP_SHARED, fd);
+    mapped = mapShared(fd, bytes);
   } catch (error) {
     if (errnoOf(error) === 'ENOMEM') throw shareError('ERR_NO_SPACE', `cannot map ${bytes} bytes (ENOMEM)`, error);
     throw error;
   }
+  mappings++;
+  unmapped.register(mapped, undefined);
   return { bytes: mapped, words: headerWords(mapped) };
+}
+
+function maxMapCount(): number {
+  try {
+    return Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8'));
+  } catch {
+    return 65_530; // the kernel's default
+  }
 }

@@ -143,6 +143,19 @@ describe('error codes', () => {
     expect(HEADER_BYTES).toBe(64);
   });
 
+  it('ERR_NO_SPACE, not an abort, for a loop that opens regions without ever yielding; they come back at once after', () => {
+    const out = execFileSync(process.execPath, [fixture('map-exhaustion.mjs')], { encoding: 'utf8' });
+    const { code, message, opened, fdsBefore, fdsAfter, ticks, kept, again } = JSON.parse(out);
+    expect(code).toBe('ERR_NO_SPACE');
+    expect(message).toContain('yield');
+    // Below half of vm.max_map_count, with room left for everything else the process maps.
+    const limit = Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8'));
+    expect(opened).toBeGreaterThan(limit / 4);
+    expect(opened).toBeLessThan(limit / 2);
+    expect({ fdsAfter, kept, again }).toStrictEqual({ fdsAfter: fdsBefore, kept: 'kept', again: 'again' });
+    expect(ticks).toBeLessThanOrEqual(3);
+  });
+
   it.runIf(canMakeMountNamespace)(
     'ERR_NO_SPACE at create() for a region larger than /dev/shm can hold, which is left free',
     () => {
