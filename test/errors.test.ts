@@ -1,5 +1,5 @@
 // Every error code, from one table: each is thrown with its code and class, and leaves the stored value intact.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,8 @@ import { type ErrorCode, MAX_SIZE, MmapShare, MmapShareError } from '../dist/ind
 import { HEADER_BYTES, W_LENGTH_0, W_MAGIC } from '../dist/layout.js';
 import { figure } from './stress/options.js';
 import { attached, canMakeMountNamespace, fixture, fresh, inMountNamespace, Peer, tempDir } from './helpers.js';
+
+const canCapAddressSpace = spawnSync('prlimit', ['--version']).status === 0;
 
 type Builtin = typeof Error | typeof RangeError | typeof TypeError;
 type Share = MmapShare<unknown>;
@@ -154,6 +156,17 @@ describe('error codes', () => {
     expect(opened).toBeLessThan(limit / 2);
     expect({ fdsAfter, kept, again }).toStrictEqual({ fdsAfter: fdsBefore, kept: 'kept', again: 'again' });
     expect(ticks).toBeLessThanOrEqual(3);
+  });
+
+  it.runIf(canCapAddressSpace)('ERR_NO_SPACE when the mapping itself fails, with the system error as cause', () => {
+    const out = execFileSync(process.execPath, [fixture('no-address-space.mjs')], { encoding: 'utf8' });
+    expect(JSON.parse(out)).toStrictEqual({
+      code: 'ERR_NO_SPACE',
+      cause: ['ENOMEM', 'mmap'],
+      fdsKept: true,
+      shmKept: true,
+      kept: 'kept',
+    });
   });
 
   it.runIf(canMakeMountNamespace)(
