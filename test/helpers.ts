@@ -1,6 +1,6 @@
 // Fresh resources for each test, closed after it, and child processes driven through IPC handshakes.
 import { type ChildProcess, execFileSync, fork, type ForkOptions, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
@@ -103,6 +103,9 @@ export function run(
 }
 
 /** Whether this machine lets a test make a private mount namespace (unshare -rm), to fake small or missing /dev/shm. */
+/** The kernel's limit on one process's mappings, half of which mmap-share keeps for regions. */
+export const maxMapCount = Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8'));
+
 export const canMakeMountNamespace = spawnSync('unshare', ['-rm', 'true']).status === 0;
 
 /** Runs a fixture shell script in a private mount namespace and parses the JSON it prints. */
