@@ -6,16 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type ErrorCode, MAX_SIZE, MmapShare, MmapShareError } from '../dist/index.mjs';
 import { HEADER_BYTES, W_LENGTH_0, W_MAGIC } from '../dist/layout.js';
 import { figure } from './stress/options.js';
-import {
-  attached,
-  canMakeMountNamespace,
-  fixture,
-  fresh,
-  inMountNamespace,
-  maxMapCount,
-  Peer,
-  tempDir,
-} from './helpers.js';
+import { attached, canMakeMountNamespace, fixture, fresh, inMountNamespace, maxMapCount, tempDir } from './helpers.js';
 
 const canCapAddressSpace = spawnSync('prlimit', ['--version']).status === 0;
 
@@ -107,17 +98,6 @@ describe('error codes', () => {
     expect(witness.version).toBe(1);
     expect(witness.tryLock()).toStrictEqual({ ownerDied: false });
     intact++;
-  });
-
-  it('ERR_LOCK_TIMEOUT names the pid of a holder in another process', async () => {
-    const share = fresh();
-    const child = new Peer();
-    await child.call('attach', { ref: share.handle });
-    await child.call('lock');
-    await expect(share.lockAsync({ timeout: 20 })).rejects.toMatchObject({
-      code: 'ERR_LOCK_TIMEOUT',
-      message: expect.stringMatching(new RegExp(`pid ${child.pid} \\(running\\)`)),
-    });
   });
 
   it('ERR_VALUE_TOO_LARGE says both sizes', () => {

@@ -132,7 +132,7 @@ describe('lockAsync()', () => {
     await child.call('lock');
     await expect(share.lockAsync({ timeout: 50 })).rejects.toMatchObject({
       code: 'ERR_LOCK_TIMEOUT',
-      message: expect.stringContaining(`pid ${child.pid}`),
+      message: expect.stringMatching(new RegExp(`pid ${child.pid} \\(running\\)`)),
     });
     await child.call('unlock');
     expect(await share.lockAsync({ timeout: 1000 })).toStrictEqual({ ownerDied: false });
