@@ -41,6 +41,15 @@ function msgpack(): Codec {
   return msgpackCodec;
 }
 
+/** The bytes of `value`; a codec that throws makes ERR_NOT_SERIALIZABLE. */
+export function encodeValue<T>(codec: Codec<T>, value: T): Uint8Array {
+  try {
+    return codec.encode(value);
+  } catch (error) {
+    throw shareError('ERR_NOT_SERIALIZABLE', `the value cannot be encoded: ${(error as Error).message}`, error);
+  }
+}
+
 export function resolveCodec(option: unknown = 'v8'): Codec {
   if (option === 'v8') return v8Codec;
   if (option === 'msgpack') return msgpack();
@@ -85,4 +94,19 @@ export function codecFor(id: number, given: unknown): Codec {
     'ERR_CODEC_MISMATCH',
     'the region was written by a codec of its own: pass it to attach() as { codec }',
   );
+}
+
+/** Freezes `value` and everything it holds, for values shared by every caller (snapshot()). */
+export function deepFreeze<V>(value: V): V {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value)) return value;
+  Object.freeze(value);
+  for (const key of Reflect.ownKeys(value)) deepFreeze((value as Record<PropertyKey, unknown>)[key]);
+  if (value instanceof Map) {
+    for (const [key, entry] of value) {
+      deepFreeze(key);
+      deepFreeze(entry);
+    }
+  }
+  if (value instanceof Set) for (const entry of value) deepFreeze(entry);
+  return value;
 }

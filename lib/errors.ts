@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'ERR_BAD_SIZE'
   | 'ERR_BAD_OPTION'
   | 'ERR_VALUE_TOO_LARGE'
+  | 'ERR_BAD_KEY'
   | 'ERR_NOT_SERIALIZABLE'
   | 'ERR_BAD_HANDLE'
   | 'ERR_EXISTS'
@@ -18,7 +19,7 @@ export type ErrorCode =
 
 // Codes whose errors are also the matching built-in, so `instanceof RangeError` works as it does for Node's own errors.
 const rangeCodes: ReadonlySet<ErrorCode> = new Set(['ERR_BAD_SIZE', 'ERR_VALUE_TOO_LARGE']);
-const typeCodes: ReadonlySet<ErrorCode> = new Set(['ERR_BAD_OPTION', 'ERR_NOT_SERIALIZABLE']);
+const typeCodes: ReadonlySet<ErrorCode> = new Set(['ERR_BAD_OPTION', 'ERR_NOT_SERIALIZABLE', 'ERR_BAD_KEY']);
 
 const brand = Symbol('mmap-share.error');
 
@@ -81,4 +82,14 @@ export function errnoOf(error: unknown): string | undefined {
   return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string'
     ? (error as NodeJS.ErrnoException).code
     : undefined;
+}
+
+/** A value as an error message shows it: strings quoted, objects and functions named, not dumped. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  return typeof value === 'object' && value !== null
+    ? 'an object'
+    : typeof value === 'function'
+      ? 'a function'
+      : String(value);
 }

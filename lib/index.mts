@@ -1,5 +1,5 @@
 // The ESM entry: the CommonJS build re-exported, so both module systems share one MmapShare and one error class.
-export { MAX_SIZE, MmapShare, MmapShareError } from './index.js';
+export { MAX_CAPACITY, MAX_SIZE, MIN_CAPACITY, MmapShare, MmapShareError, SharedMap } from './index.js';
 export type {
   AttachOptions,
   ChangesOptions,
@@ -7,7 +7,13 @@ export type {
   CodecOption,
   CreateOptions,
   ErrorCode,
+  EvictionPolicy,
+  FetchOptions,
   LockAsyncOptions,
   LockInfo,
+  MapStats,
+  SetOptions,
+  SharedMapOptions,
+  Verification,
   WatchOptions,
 } from './index.js';

@@ -1,10 +1,12 @@
-// The region's memory layout: the header words, where the slots lie, and how a value is committed and read.
+// The region's memory layout: the header words every region starts with, and for an MmapShare region, where its two
+// slots lie and how a value is committed and read. A SharedMap region continues the header in lib/map/layout.ts.
 //
 // | word  | bytes   | name         | written by, when                            | meaning                                         |
 // |-------|---------|--------------|---------------------------------------------|-------------------------------------------------|
-// | 0     | 0-3     | MAGIC        | creator, last step of initialisation        | 0x48534d4d ("MMSH"): the region is ready        |
+// | 0     | 0-3     | MAGIC        | creator, last step of initialisation        | the region is ready, and its kind: 0x48534d4d   |
+// |       |         |              |                                             | ("MMSH") one value, 0x4d534d4d ("MMSM") a map   |
 // | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 1                               |
-// | 2     | 8-11    | SIZE         | creator                                     | bytes in each slot                              |
+// | 2     | 8-11    | SIZE         | creator                                     | bytes in each slot (a map: bytes of the region) |
 // | 3     | 12-15   | COMMIT       | writer under LOCK_EX, after the payload     | version; 0 = never set; its parity names the    |
 // |       |         |              |                                             | slot holding the committed value                |
 // | 4     | 16-19   | LENGTH_0     | writer under LOCK_EX, before COMMIT         | payload bytes in slot 0                         |
@@ -17,7 +19,7 @@
 // | 10-11 | 40-47   | REGION_ID    | creator                                     | random id, carried in handles                   |
 // | 12    | 48-51   | CODEC        | creator                                     | hash of the codec's name (lib/codec.ts)         |
 // | 13-15 | 52-63   | reserved     |                                             | zero                                            |
-// | -     | 64...   | slot 0       | writer under LOCK_EX                        | `SIZE` bytes                                    |
+// | -     | 64...   | slot 0       | writer under LOCK_EX                        | `SIZE` bytes (a map: its own header goes on)    |
 // | -     | 64+SIZE | slot 1       | writer under LOCK_EX                        | `SIZE` bytes                                    |
 //
 // Invariants. Every word is little-endian and read or written as one aligned 32-bit access (Atomics on a
@@ -31,7 +33,6 @@
 import type { Codec } from './codec.js';
 import { shareError } from './errors.js';
 
-export const MAGIC = 0x48534d4d;
 export const LAYOUT_VERSION = 1;
 export const HEADER_BYTES = 64;
 /** The largest `size` accepted: two slots and the header must fit one Node Buffer. */
@@ -50,6 +51,15 @@ export const W_REGION_ID = 10;
 export const W_CODEC = 12;
 const HEADER_WORDS = HEADER_BYTES / 4;
 
+/** What a region holds: one value (MmapShare) or many keys (SharedMap). */
+export type RegionKind = 'share' | 'map';
+
+// Per kind: its magic word, and the bytes of a region whose SIZE word is `size`.
+const KINDS: Record<RegionKind, { magic: number; bytes: (size: number) => number; what: string }> = {
+  share: { magic: 0x48534d4d, bytes: (size) => HEADER_BYTES + 2 * size, what: 'an MmapShare region' },
+  map: { magic: 0x4d534d4d, bytes: (size) => size, what: 'a SharedMap region' },
+};
+
 /** A mapped region: the whole mapping as bytes, and its header as words. */
 export interface Mapping {
   readonly bytes: Buffer;
@@ -57,8 +67,9 @@ export interface Mapping {
   readonly size: number;
 }
 
-export function regionBytes(size: number): number {
-  return HEADER_BYTES + 2 * size;
+/** The bytes of a region of `kind` whose SIZE word is `size`. */
+export function regionBytes(kind: RegionKind, size: number): number {
+  return KINDS[kind].bytes(size);
 }
 
 export function headerWords(bytes: Buffer): Uint32Array {
@@ -66,30 +77,46 @@ export function headerWords(bytes: Buffer): Uint32Array {
 }
 
 /** Writes a fresh header into zeroed memory. The magic goes last so that no one attaches to a half-made header. */
-export function initHeader(words: Uint32Array, size: number, id: readonly [number, number], codec: number): void {
+export function initHeader(
+  words: Uint32Array,
+  kind: RegionKind,
+  size: number,
+  id: readonly [number, number],
+  codec: number,
+): void {
   Atomics.store(words, W_LAYOUT, LAYOUT_VERSION);
   Atomics.store(words, W_CODEC, codec);
   Atomics.store(words, W_SIZE, size);
   Atomics.store(words, W_REGION_ID, id[0]);
   Atomics.store(words, W_REGION_ID + 1, id[1]);
-  Atomics.store(words, W_MAGIC, MAGIC);
+  Atomics.store(words, W_MAGIC, KINDS[kind].magic);
 }
 
-/** Checks a header read from a file of `fileBytes` bytes and returns its slot size. */
-export function checkHeader(words: Uint32Array, fileBytes: number, what: string): number {
-  if (Atomics.load(words, W_MAGIC) !== MAGIC) throw shareError('ERR_BAD_HANDLE', `${what} is not an mmap-share region`);
+/** Checks a header read from a file of `fileBytes` bytes and returns its kind and SIZE word. */
+export function checkHeader(
+  words: Uint32Array,
+  fileBytes: number,
+  what: string,
+): { readonly kind: RegionKind; readonly size: number } {
+  const magic = Atomics.load(words, W_MAGIC);
+  const kind = (Object.keys(KINDS) as RegionKind[]).find((name) => KINDS[name].magic === magic);
+  if (kind === undefined) throw shareError('ERR_BAD_HANDLE', `${what} is not an mmap-share region`);
   const layout = Atomics.load(words, W_LAYOUT);
   if (layout !== LAYOUT_VERSION) {
     throw shareError('ERR_BAD_HANDLE', `${what} has layout version ${layout}; this mmap-share reads ${LAYOUT_VERSION}`);
   }
   const size = Atomics.load(words, W_SIZE);
-  if (size < 1 || size > MAX_SIZE || regionBytes(size) !== fileBytes) {
-    throw shareError(
-      'ERR_BAD_HANDLE',
-      `${what} has a damaged header: slot size ${size} in a file of ${fileBytes} bytes`,
-    );
+  if (size < 1 || (kind === 'share' && size > MAX_SIZE) || regionBytes(kind, size) !== fileBytes) {
+    throw shareError('ERR_BAD_HANDLE', `${what} has a damaged header: size ${size} in a file of ${fileBytes} bytes`);
   }
-  return size;
+  return { kind, size };
+}
+
+/** Throws unless `region` is of `kind`: a map attached as a share, or the other way round, is refused. */
+export function expectKind(region: { readonly kind: RegionKind }, kind: RegionKind, what: string): void {
+  if (region.kind !== kind) {
+    throw shareError('ERR_BAD_HANDLE', `${what} is ${KINDS[region.kind].what}, not ${KINDS[kind].what}`);
+  }
 }
 
 export function regionId(words: Uint32Array): string {

@@ -1,6 +1,7 @@
 // flock on a region's descriptor, and the holder words that tell the next holder whether its predecessor died.
 import { readFileSync } from 'node:fs';
-import { errnoOf } from './errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, errnoOf, shareError } from './errors.js';
 import { W_DEAD_PID, W_DEAD_START, W_HOLDER_PID, W_HOLDER_START } from './layout.js';
 import { fsExt } from './native.js';
 
@@ -23,6 +24,88 @@ export function startTimeOf(pid: number): number | undefined {
 }
 
 let ownStart: number | undefined;
+
+/** This process's start time, as recorded in holder words and fetch markers. */
+export function ownStartTime(): number {
+  ownStart ??= startTimeOf(process.pid) ?? 0;
+  return ownStart;
+}
+
+// Lock-free reads rely on x86-64 keeping loads in order (see readUnlocked); elsewhere every read takes the flock.
+/** How many times a lock-free read is tried before the reader takes the lock. */
+export const LOCK_FREE_TRIES = process.arch === 'x64' ? 4 : 0;
+
+// Polls for a lock (or anything else another process must release) use growing pauses instead of a blocking call,
+// which would park the thread or a libuv pool thread.
+const FIRST_PAUSE_MS = 1;
+const LONGEST_PAUSE_MS = 16;
+
+/**
+ * Polls `ready` with growing, jittered pauses until it returns something other than undefined. Rejects with
+ * ERR_LOCK_TIMEOUT (the message from `explain`) once `timeout` ms have passed, and with an AbortError on `signal`.
+ */
+export async function pollUntil<R>(
+  ready: () => R | undefined,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  explain: () => string,
+): Promise<R> {
+  signal?.throwIfAborted();
+  const deadline = performance.now() + timeout;
+  for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, LONGEST_PAUSE_MS)) {
+    const result = ready();
+    if (result !== undefined) return result;
+    const left = deadline - performance.now();
+    if (left <= 0) throw shareError('ERR_LOCK_TIMEOUT', explain());
+    try {
+      // Jitter keeps waiting processes from retrying in step.
+      await sleep(Math.min(left, pause * (0.5 + Math.random())), undefined, { signal });
+    } catch (error) {
+      signal?.throwIfAborted();
+      throw error;
+    }
+  }
+}
+
+/** Milliseconds a caller may wait: a non-negative number, Infinity by default. */
+export function checkTimeout(timeout: unknown = Infinity): number {
+  if (typeof timeout !== 'number' || !(timeout >= 0)) {
+    throw shareError('ERR_BAD_OPTION', `timeout must be a non-negative number, got ${describe(timeout)}`);
+  }
+  return timeout;
+}
+
+// Locks held by instances of this thread, by region id: a blocking flock on another of its descriptors would never
+// return, because the holder can only release it from this same thread.
+const heldInThisThread = new Set<string>();
+
+/** A region as the lock sees it: its id, its own descriptor, its header words. */
+interface Lockable {
+  readonly id: string;
+  readonly fd: number;
+  readonly words: Uint32Array;
+}
+
+/** Takes the flock with `take`, unless another instance of this thread holds it: waiting would never end. */
+export function blockingLock(region: Lockable, take: (fd: number) => void): void {
+  if (heldInThisThread.has(region.id)) {
+    throw shareError('ERR_ALREADY_LOCKED', 'another instance in this thread holds the lock: waiting would deadlock');
+  }
+  take(region.fd);
+}
+
+/** Marks the exclusive flock just taken as held: in this thread, and by this process in the header. */
+export function markHeld(region: Lockable): void {
+  recordHolder(region.words);
+  heldInThisThread.add(region.id);
+}
+
+/** Clears the holder words and releases the exclusive flock. */
+export function release(region: Lockable): void {
+  clearHolder(region.words);
+  heldInThisThread.delete(region.id);
+  unlock(region.fd);
+}
 
 /** Whether the process that recorded (pid, start) still runs: a reused pid has another start time. */
 export function isAlive(pid: number, start: number): boolean {
@@ -60,13 +143,12 @@ export function recordHolder(words: Uint32Array): void {
     Atomics.store(words, W_DEAD_START, Atomics.load(words, W_HOLDER_START));
     Atomics.store(words, W_DEAD_PID, previous);
   }
-  ownStart ??= startTimeOf(process.pid) ?? 0;
-  Atomics.store(words, W_HOLDER_START, ownStart);
+  Atomics.store(words, W_HOLDER_START, ownStartTime());
   Atomics.store(words, W_HOLDER_PID, process.pid);
 }
 
-/** Clears the holder words; must run before the flock is released. */
-export function clearHolder(words: Uint32Array): void {
+// Clears the holder words; must run before the flock is released.
+function clearHolder(words: Uint32Array): void {
   Atomics.store(words, W_HOLDER_PID, 0);
   Atomics.store(words, W_HOLDER_START, 0);
 }

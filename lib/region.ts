@@ -3,12 +3,22 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
-import { errnoOf, shareError } from './errors.js';
-import { checkHeader, headerWords, initHeader, type Mapping, regionBytes, regionId } from './layout.js';
+import { describe, errnoOf, shareError } from './errors.js';
+import {
+  checkHeader,
+  HEADER_BYTES,
+  headerWords,
+  initHeader,
+  type Mapping,
+  regionBytes,
+  type RegionKind,
+  regionId,
+} from './layout.js';
 import { mapShared } from './native.js';
 
 /** An open region: its own descriptor (so its own flock) and its mapping. */
 export interface Region extends Mapping {
+  readonly kind: RegionKind;
   readonly fd: number;
   /** The random id in the header: the same for every instance of the region. */
   readonly id: string;
@@ -25,19 +35,27 @@ const HANDLE_PATTERN = /^mmap-share:(\d+):(\d+):([0-9a-f]{16})$/;
 const ZERO_CHUNK = 1 << 20;
 
 /**
- * Creates a region of `size` bytes a slot, for values written by the codec `codec` (its header id): a file with no
- * name in /dev/shm, or the named file `path`.
+ * Creates a region of `kind` with SIZE word `size`, for values written by the codec `codec` (its header id): a file
+ * with no name in /dev/shm, or the named file `path`. `init` writes what the kind keeps past the common header,
+ * before the magic word makes the region ready.
  */
-export function createRegion(size: number, codec: number, path?: string): Region {
+export function createRegion(
+  kind: RegionKind,
+  size: number,
+  codec: number,
+  path?: string,
+  init?: (bytes: Buffer) => void,
+): Region {
   const absolute = path === undefined ? undefined : resolve(path);
   const fd = absolute === undefined ? openNameless() : openNew(absolute);
   try {
-    const bytes = regionBytes(size);
+    const bytes = regionBytes(kind, size);
     allocate(fd, bytes);
     const map = mapRegion(fd, bytes);
     const id = randomBytes(8);
-    initHeader(map.words, size, [id.readUInt32LE(0), id.readUInt32LE(4)], codec);
-    return opened(map, size, fd, absolute);
+    init?.(map.bytes);
+    initHeader(map.words, kind, size, [id.readUInt32LE(0), id.readUInt32LE(4)], codec);
+    return opened(map, kind, size, fd, absolute);
   } catch (error) {
     closeSync(fd);
     if (absolute !== undefined) unlinkSync(absolute);
@@ -48,6 +66,16 @@ export function createRegion(size: number, codec: number, path?: string): Region
 /** Whether `ref` is a region name (which create() exports to the environment), rather than a handle or path. */
 export function isName(ref: string): boolean {
   return NAME_PATTERN.test(ref);
+}
+
+/** Checks the `name` and `path` options of create(). */
+export function checkPlacement(name: unknown, path: unknown): void {
+  if (name !== undefined && (typeof name !== 'string' || !isName(name))) {
+    throw shareError('ERR_BAD_OPTION', `name must be 1 to 100 letters, digits, _ or -, got ${describe(name)}`);
+  }
+  if (path !== undefined && (typeof path !== 'string' || path === '')) {
+    throw shareError('ERR_BAD_OPTION', `path must be a non-empty string, got ${describe(path)}`);
+  }
 }
 
 /** The environment variable that carries the handle of the region named `name`. */
@@ -73,13 +101,13 @@ export function attachRegion(refOrName: string): Region {
     if (match === null && stat.uid !== process.geteuid?.()) {
       throw shareError('ERR_BAD_HANDLE', `${ref} belongs to uid ${stat.uid}, not to this process's user`);
     }
-    if (stat.size < regionBytes(1)) throw shareError('ERR_BAD_HANDLE', `${ref} is not an mmap-share region`);
+    if (stat.size <= HEADER_BYTES) throw shareError('ERR_BAD_HANDLE', `${ref} is not an mmap-share region`);
     const map = mapRegion(own, stat.size);
-    const size = checkHeader(map.words, stat.size, ref);
+    const { kind, size } = checkHeader(map.words, stat.size, ref);
     if (id !== undefined && regionId(map.words) !== id) {
       throw shareError('ERR_BAD_HANDLE', `${ref} is gone: its process now holds another region at that descriptor`);
     }
-    return opened(map, size, own, match === null ? file : undefined);
+    return opened(map, kind, size, own, match === null ? file : undefined);
   } catch (error) {
     closeSync(own);
     throw error;
@@ -100,9 +128,15 @@ export function closeRegion(region: Region): void {
   closeSync(region.fd);
 }
 
-function opened(map: Omit<Mapping, 'size'>, size: number, fd: number, path: string | undefined): Region {
+function opened(
+  map: Omit<Mapping, 'size'>,
+  kind: RegionKind,
+  size: number,
+  fd: number,
+  path: string | undefined,
+): Region {
   const id = regionId(map.words);
-  return { ...map, size, fd, id, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
+  return { ...map, kind, size, fd, id, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
 }
 
 function openNameless(): number {

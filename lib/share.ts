@@ -1,20 +1,33 @@
 // MmapShare: one structured value shared by processes and threads, behind flock.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from './codec.js';
-import { shareError } from './errors.js';
-import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_CODEC, W_COMMIT } from './layout.js';
+import { type Codec, codecFor, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from './codec.js';
+import { describe, shareError } from './errors.js';
 import {
-  clearHolder,
+  commit,
+  expectKind,
+  MAX_SIZE,
+  RACED,
+  type Read,
+  readLocked,
+  readUnlocked,
+  W_CODEC,
+  W_COMMIT,
+} from './layout.js';
+import {
+  blockingLock,
+  checkTimeout,
   describeHolder,
+  LOCK_FREE_TRIES,
   type LockInfo,
   lockExclusive,
   lockShared,
-  recordHolder,
+  markHeld,
+  pollUntil,
+  release,
   takeDeadHolder,
   tryLockExclusive,
   unlock,
 } from './lock.js';
-import { attachRegion, closeRegion, createRegion, envKey, isName, type Region, unlinkRegion } from './region.js';
+import { attachRegion, checkPlacement, closeRegion, createRegion, envKey, type Region, unlinkRegion } from './region.js';
 import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
 
 export interface CreateOptions<T> {
@@ -40,15 +53,6 @@ export interface LockAsyncOptions {
   signal?: AbortSignal;
 }
 
-// lockAsync retries with growing pauses instead of a blocking flock, which would park a libuv pool thread.
-const FIRST_PAUSE_MS = 1;
-const LONGEST_PAUSE_MS = 16;
-// Lock-free reads rely on x86-64 keeping loads in order (see readUnlocked); elsewhere every read takes the flock.
-const UNLOCKED_READS = process.arch === 'x64' ? 4 : 0;
-
-// Locks held by instances of this thread, by region id: a blocking flock on another of its descriptors would never
-// return, because the holder can only release it from this same thread.
-const heldInThisThread = new Set<string>();
 // Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.
 let adopting: { region: Region; codec: Codec } | undefined;
 
@@ -73,7 +77,7 @@ export class MmapShare<T = unknown> {
     } else {
       this.#codec = adopted.codec as Codec<T>;
     }
-    const region = adopted?.region ?? createRegion(size, codecId(this.#codec.name), options.path);
+    const region = adopted?.region ?? createRegion('share', size, codecId(this.#codec.name), options.path);
     this.#region = region;
     if (initial !== undefined) commit(region, initial);
     if (options.name !== undefined) {
@@ -94,6 +98,7 @@ export class MmapShare<T = unknown> {
     }
     const region = attachRegion(ref);
     try {
+      expectKind(region, 'share', ref);
       adopting = { region, codec: codecFor(Atomics.load(region.words, W_CODEC), options.codec) };
     } catch (error) {
       closeRegion(region);
@@ -181,31 +186,15 @@ export class MmapShare<T = unknown> {
    * while it holds the lock, a further lockAsync() waits for its unlock().
    */
   async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
-    const { timeout = Infinity, signal } = options;
-    if (typeof timeout !== 'number' || !(timeout >= 0)) {
-      throw shareError('ERR_BAD_OPTION', `timeout must be a non-negative number, got ${describe(timeout)}`);
-    }
+    const timeout = checkTimeout(options.timeout);
     this.#open();
-    signal?.throwIfAborted();
-    const deadline = performance.now() + timeout;
-    for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, LONGEST_PAUSE_MS)) {
+    return pollUntil(
       // Another call on this instance may have taken the lock while this one slept; wait for its unlock.
-      if (!this.#locked && tryLockExclusive(this.#open().fd)) return this.#acquired();
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        throw shareError(
-          'ERR_LOCK_TIMEOUT',
-          `lock not acquired within ${timeout} ms: ${describeHolder(this.#open().words)}`,
-        );
-      }
-      try {
-        // Jitter keeps waiting processes from retrying in step.
-        await sleep(Math.min(left, pause * (0.5 + Math.random())), undefined, { signal });
-      } catch (error) {
-        signal?.throwIfAborted();
-        throw error;
-      }
-    }
+      () => (!this.#locked && tryLockExclusive(this.#open().fd) ? this.#acquired() : undefined),
+      timeout,
+      options.signal,
+      () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open().words)}`,
+    );
   }
 
   /** Releases the lock taken by lock(), tryLock() or lockAsync(). */
@@ -260,7 +249,7 @@ export class MmapShare<T = unknown> {
 
   #read(region: Region): Read<T> {
     if (this.#locked) return readLocked(region, this.#codec);
-    for (let attempt = 0; attempt < UNLOCKED_READS; attempt++) {
+    for (let attempt = 0; attempt < LOCK_FREE_TRIES; attempt++) {
       const read = readUnlocked(region, this.#codec);
       if (read !== RACED) return read;
     }
@@ -279,18 +268,13 @@ export class MmapShare<T = unknown> {
   }
 
   #blockingLock(take: (fd: number) => void): void {
-    const region = this.#open();
-    if (heldInThisThread.has(region.id)) {
-      throw shareError('ERR_ALREADY_LOCKED', 'another instance in this thread holds the lock: waiting would deadlock');
-    }
-    take(region.fd);
+    blockingLock(this.#open(), take);
   }
 
   // Marks the exclusive flock just taken as held: by this instance, and by this process in the header.
   #held(region: Region): void {
-    recordHolder(region.words);
+    markHeld(region);
     this.#locked = true;
-    heldInThisThread.add(region.id);
   }
 
   #acquired(): LockInfo {
@@ -300,10 +284,8 @@ export class MmapShare<T = unknown> {
   }
 
   #release(region: Region): void {
-    clearHolder(region.words);
     this.#locked = false;
-    heldInThisThread.delete(region.id);
-    unlock(region.fd);
+    release(region);
   }
 
   // Runs `work` holding the exclusive lock, taking it only if this instance does not hold it already. Calls made
@@ -322,12 +304,7 @@ export class MmapShare<T = unknown> {
 }
 
 function encodeFitting<T>(codec: Codec<T>, value: T, size: number): Uint8Array {
-  let payload: Uint8Array;
-  try {
-    payload = codec.encode(value);
-  } catch (error) {
-    throw shareError('ERR_NOT_SERIALIZABLE', `the value cannot be encoded: ${(error as Error).message}`, error);
-  }
+  const payload = encodeValue(codec, value);
   if (payload.length > size) {
     throw shareError(
       'ERR_VALUE_TOO_LARGE',
@@ -335,20 +312,6 @@ function encodeFitting<T>(codec: Codec<T>, value: T, size: number): Uint8Array {
     );
   }
   return payload;
-}
-
-function deepFreeze<V>(value: V): V {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value)) return value;
-  Object.freeze(value);
-  for (const key of Reflect.ownKeys(value)) deepFreeze((value as Record<PropertyKey, unknown>)[key]);
-  if (value instanceof Map) {
-    for (const [key, entry] of value) {
-      deepFreeze(key);
-      deepFreeze(entry);
-    }
-  }
-  if (value instanceof Set) for (const entry of value) deepFreeze(entry);
-  return value;
 }
 
 function checkSize(size: unknown): asserts size is number {
@@ -361,21 +324,6 @@ function checkCreateOptions(options: CreateOptions<unknown>): void {
   if (typeof options !== 'object' || options === null) {
     throw shareError('ERR_BAD_OPTION', `options must be an object, got ${describe(options)}`);
   }
-  const { name, path } = options;
   if ('codec' in options) resolveCodec(options.codec);
-  if (name !== undefined && (typeof name !== 'string' || !isName(name))) {
-    throw shareError('ERR_BAD_OPTION', `name must be 1 to 100 letters, digits, _ or -, got ${describe(name)}`);
-  }
-  if (path !== undefined && (typeof path !== 'string' || path === '')) {
-    throw shareError('ERR_BAD_OPTION', `path must be a non-empty string, got ${describe(path)}`);
-  }
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  return typeof value === 'object' && value !== null
-    ? 'an object'
-    : typeof value === 'function'
-      ? 'a function'
-      : String(value);
+  checkPlacement(options.name, options.path);
 }
