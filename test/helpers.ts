@@ -51,17 +51,22 @@ export interface RemoteError {
   message: string;
 }
 
-/** A child running fixtures/peer.mjs: each call() sends one operation and resolves with its result. */
+/**
+ * A child running fixtures/peer.mjs (or `script`): each call() sends one operation and resolves with its result;
+ * messages that carry a `notice` instead resolve notice().
+ */
 export class Peer {
   readonly child: ChildProcess;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   #next = 0;
   #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: RemoteError) => void }>();
+  #notices: ((notice: unknown) => void)[] = [];
 
-  constructor(options: ForkOptions = {}) {
-    this.child = fork(fixture('peer.mjs'), [], { serialization: 'advanced', stdio: 'inherit', ...options });
+  constructor(options: ForkOptions = {}, script = 'peer.mjs') {
+    this.child = fork(fixture(script), [], { serialization: 'advanced', stdio: 'inherit', ...options });
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-    this.child.on('message', (message: { id: number; result?: unknown; error?: RemoteError }) => {
+    this.child.on('message', (message: { id: number; result?: unknown; error?: RemoteError; notice?: string }) => {
+      if (message.notice !== undefined) return this.#notices.shift()?.(message);
       const waiter = this.#pending.get(message.id);
       this.#pending.delete(message.id);
       if (message.error) waiter?.reject(message.error);
@@ -80,6 +85,11 @@ export class Peer {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.child.send({ id, op, ...args });
     });
+  }
+
+  /** The next notice the child sends. */
+  notice<N = unknown>(): Promise<N> {
+    return new Promise((resolve) => this.#notices.push(resolve as (notice: unknown) => void));
   }
 
   async kill(): Promise<void> {
