@@ -27,7 +27,15 @@ import {
   tryLockExclusive,
   unlock,
 } from './lock.js';
-import { attachRegion, checkPlacement, closeRegion, createRegion, envKey, type Region, unlinkRegion } from './region.js';
+import {
+  attachRegion,
+  checkPlacement,
+  closeRegion,
+  createRegion,
+  envKey,
+  type Region,
+  unlinkRegion,
+} from './region.js';
 import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
 
 export interface CreateOptions<T> {

@@ -42,9 +42,7 @@ describe('SharedMap across processes', () => {
   it('fetch() from 8 processes of one missing key runs compute exactly once', async () => {
     const m = map();
     const all = await peers(8, m.handle);
-    const results = await Promise.all(
-      all.map((peer) => peer.call('fetch', { key: 'k', value: `computed`, ms: 300 })),
-    );
+    const results = await Promise.all(all.map((peer) => peer.call('fetch', { key: 'k', value: `computed`, ms: 300 })));
     expect(results).toEqual(Array(8).fill('computed'));
     expect(m.get('computes')).toBe(1);
     expect(m.stats().pending).toBe(0);
@@ -65,7 +63,7 @@ describe('SharedMap across processes', () => {
     expect(m.verify().ok).toBe(true);
   });
 
-  it("a compute that throws is rethrown to its own caller only; a waiter computes instead", async () => {
+  it('a compute that throws is rethrown to its own caller only; a waiter computes instead', async () => {
     const m = map();
     const [first, second] = await peers(2, m.handle);
     const computing = first!.notice();

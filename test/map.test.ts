@@ -12,8 +12,6 @@ function map<V = unknown>(options: Partial<SharedMapOptions<V>> = {}): SharedMap
   return created;
 }
 
-const record = (i: number) => ({ id: i, name: `item-${i}`, tags: ['a', 'b'], score: i * 1.5 });
-
 describe('SharedMap', () => {
   it('gets, sets, deletes and counts entries, each key on its own', () => {
     const m = map<{ id: number }>();
@@ -249,11 +247,15 @@ describe('SharedMap', () => {
     const [, pid, fd] = m.handle.split(':');
     const file = openSync(`/proc/${pid}/fd/${fd}`, 'r+');
     defer(() => closeSync(file));
-    const word = (index: number, value: number) => writeSync(file, Buffer.from(new Uint32Array([value]).buffer), 0, 4, index * 4);
+    const word = (index: number, value: number) =>
+      writeSync(file, Buffer.from(new Uint32Array([value]).buffer), 0, 4, index * 4);
     word(26, 7);
     word(29, 3);
     const { ok, problems } = m.verify();
     expect(ok).toBe(false);
-    expect(problems).toEqual([`FREE_COUNT is 3, but ${m.stats().capacity / 64 - 50} were counted`, 'ENTRIES is 7, but 50 were counted']);
+    expect(problems).toEqual([
+      `FREE_COUNT is 3, but ${m.stats().capacity / 64 - 50} were counted`,
+      'ENTRIES is 7, but 50 were counted',
+    ]);
   });
 });

@@ -297,7 +297,7 @@ function putBytes(view: MapView, head: number, at: number, source: Uint8Array): 
   let chunk = head;
   let base = 0;
   while (base + CHUNK <= at) [chunk, base] = [nextChunk(view, chunk), base + CHUNK];
-  for (let done = 0; done < source.length; ) {
+  for (let done = 0; done < source.length;) {
     // Consecutive chunks take one copy.
     let last = chunk;
     let end = base + CHUNK;

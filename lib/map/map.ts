@@ -250,7 +250,13 @@ export class SharedMap<V = unknown> {
     const expires = this.#expiry(options.ttl);
     const payload = this.#encode(value);
     encodeKey(key, view.maxKey);
-    const entry = { key: encoded.bytes.subarray(0, encoded.length), hash: encoded.hash, flags: 0, value: payload, expires };
+    const entry = {
+      key: encoded.bytes.subarray(0, encoded.length),
+      hash: encoded.hash,
+      flags: 0,
+      value: payload,
+      expires,
+    };
     this.#exclusive(() => put(view, entry, Date.now()));
     return this;
   }
@@ -522,7 +528,10 @@ export class SharedMap<V = unknown> {
       }
     }
     const slotWordIndex = slotWord(view, slot);
-    if (!locked && (Atomics.load(words, slotWordIndex + S_VER) !== ver || Atomics.load(words, slotWordIndex + S_HEAD) !== head)) {
+    if (
+      !locked &&
+      (Atomics.load(words, slotWordIndex + S_VER) !== ver || Atomics.load(words, slotWordIndex + S_HEAD) !== head)
+    ) {
       return RACE;
     }
     if (pending || isExpired(expires, Date.now())) return ABSENT;

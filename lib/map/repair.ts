@@ -90,7 +90,7 @@ function scan(view: MapView): { live: Live[]; problems: string[]; used: Uint8Arr
 // The chunks of a record, or what is wrong with its chain.
 function chainOf(view: MapView, head: number, count: number, used: Uint8Array): number[] | string {
   const chain = [head];
-  for (let chunk = head; chain.length <= count; ) {
+  for (let chunk = head; chain.length <= count;) {
     if (used[chunk]) return `its chain reaches chunk ${chunk}, which another entry holds`;
     const next = nextChunk(view, chunk);
     if (chain.length === count) return next === END ? chain : `its chain goes on past its ${count} chunks`;

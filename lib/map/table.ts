@@ -95,7 +95,11 @@ export function find(view: MapView, bytes: Uint8Array, length: number, hash: num
         return slot;
       }
       // A key that differs is another key with the same hash only if the slot held still while it was compared.
-      if (match === BROKEN || Atomics.load(words, word + S_VER) !== ver || Atomics.load(words, word + S_HEAD) !== head) {
+      if (
+        match === BROKEN ||
+        Atomics.load(words, word + S_VER) !== ver ||
+        Atomics.load(words, word + S_HEAD) !== head
+      ) {
         if (locked) throw corruptMap(`slot ${slot} points to chunk ${head}, which does not hold its record`);
         return RACED;
       }
