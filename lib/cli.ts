@@ -1,16 +1,16 @@
 #!/usr/bin/env node
-// The `mmap-share` command: `mmap-share inspect <handle|path|name> [--json]`.
+// The `mmap-share` command: `mmap-share inspect <handle|path|name> [--json] [--check]`.
 import { inspect, parseArgs } from 'node:util';
 import { MmapShareError } from './errors.js';
-import { type Inspection, inspectRegion } from './inspect.js';
+import { type Inspection, inspectRegion, type MapInspection } from './inspect.js';
 
-const USAGE = 'usage: mmap-share inspect <handle|path|name> [--json]';
+const USAGE = 'usage: mmap-share inspect <handle|path|name> [--json] [--check]';
 
 function main(argv: string[]): number {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { json: { type: 'boolean' } },
+    options: { json: { type: 'boolean' }, check: { type: 'boolean' } },
   });
   const [command, ref] = positionals;
   if (command !== 'inspect' || ref === undefined || positionals.length > 2) {
@@ -18,7 +18,11 @@ function main(argv: string[]): number {
     return 2;
   }
   try {
-    const report = inspectRegion(ref);
+    const report = inspectRegion(ref, values.check);
+    if (report.kind === 'map') {
+      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : mapAsText(report));
+      return report.check?.ok === false ? 1 : 0;
+    }
     process.stdout.write(values.json ? `${asJson(report)}\n` : asText(report));
     return 0;
   } catch (error) {
@@ -45,6 +49,33 @@ function asText(report: Inspection): string {
     `codec    ${report.codec}`,
     `lock     ${holder}`,
     `value    ${value.replace(/\n/g, '\n         ')}`,
+    '',
+  ].join('\n');
+}
+
+function mapAsText(report: MapInspection): string {
+  const { stats } = report;
+  const holder = report.holder
+    ? `held by pid ${report.holder.pid} (${report.holder.running ? 'running' : 'gone'})`
+    : 'free';
+  const check =
+    report.check === undefined
+      ? []
+      : report.check.ok
+        ? ['check    ok']
+        : [`check    ${report.check.problems.length} problems`, ...report.check.problems.map((line) => `  ${line}`)];
+  return [
+    `map      ${report.handle}`,
+    `layout   ${report.layout}`,
+    `size     ${report.size} bytes`,
+    `entries  ${stats.entries} of ${stats.maxEntries} (${stats.pending} computing), load ${(report.load * 100).toFixed(1)}% of ${report.slots} slots`,
+    `bytes    ${stats.bytes} of ${stats.capacity} in use`,
+    `eviction ${report.eviction}, ttl ${report.ttl === 0 ? 'none' : `${report.ttl} ms`}`,
+    `version  ${report.version}`,
+    `codec    ${report.codec}`,
+    `lock     ${holder}`,
+    `counts   ${stats.hits} hits, ${stats.misses} misses, ${stats.sets} sets, ${stats.deletes} deletes, ${stats.evictions} evictions, ${stats.expirations} expirations, ${stats.repairs} repairs`,
+    ...check,
     '',
   ].join('\n');
 }

@@ -3,7 +3,9 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { fresh, Peer } from './helpers.js';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { SharedMap } from '../dist/index.mjs';
+import { defer, fresh, Peer } from './helpers.js';
 
 const cli = join(__dirname, '..', 'dist', 'cli.js');
 
@@ -39,6 +41,7 @@ describe('mmap-share inspect', () => {
     const { code, stdout } = await inspect('inspect', share.handle, '--json');
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toStrictEqual({
+      kind: 'share',
       handle: expect.stringMatching(/^mmap-share:\d+:\d+:[0-9a-f]{16}$/),
       layout: 1,
       size: 256,
@@ -57,5 +60,30 @@ describe('mmap-share inspect', () => {
     const usage = await inspect('peek');
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('usage: mmap-share inspect');
+  });
+
+  it('understands map regions: entries, bytes, load, counts; --check runs verify() and fails on damage', async () => {
+    const map = SharedMap.create<number>({ capacity: '1MB', ttl: 5000 });
+    defer(() => map.close());
+    for (let i = 0; i < 100; i++) map.set(`k${i}`, i);
+    map.get('k1');
+    map.get('missing');
+    const { code, stdout } = await inspect('inspect', map.handle, '--check');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^entries {2}100 of 8192 \(0 computing\), load 0\.9% of 10923 slots$/m);
+    expect(stdout).toContain('eviction lru, ttl 5000 ms');
+    expect(stdout).toContain('counts   1 hits, 1 misses, 100 sets, 0 deletes');
+    expect(stdout).toContain('check    ok');
+    const json = JSON.parse((await inspect('inspect', map.handle, '--json')).stdout);
+    expect(json).toMatchObject({ kind: 'map', slots: 10923, stats: { entries: 100, bytes: 6400 } });
+    expect(json.check).toBeUndefined();
+    // ENTRIES (word 26) no longer counts the entries.
+    const [, pid, fd] = map.handle.split(':');
+    const file = openSync(`/proc/${pid}/fd/${fd}`, 'r+');
+    writeSync(file, Buffer.from(new Uint32Array([99]).buffer), 0, 4, 26 * 4);
+    closeSync(file);
+    const damaged = await inspect('inspect', map.handle, '--check');
+    expect(damaged.code).toBe(1);
+    expect(damaged.stdout).toContain('check    1 problems\n  ENTRIES is 99, but 100 were counted');
   });
 });

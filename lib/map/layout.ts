@@ -238,7 +238,7 @@ export function expiresOf(view: MapView, head: number): number {
 
 /** The chunk after `chunk` in its chain, or END. */
 export function nextChunk(view: MapView, chunk: number): number {
-  return Atomics.load(view.words, view.tableBase + chunk);
+  return view.words[view.tableBase + chunk]!;
 }
 
 /** Takes `count` chunks off the free list as one chain; the caller has checked that FREE_COUNT has them. */

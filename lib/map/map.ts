@@ -132,8 +132,9 @@ export class SharedMap<V = unknown> {
   #codec: Codec<V>;
   #locked = false;
   #envName: string | undefined;
-  // This instance's row of hit and miss counters, if it got one.
+  // This instance's row of hit and miss counters, taken at its first count; undefined before, or if none was free.
   #row: { pid: number; hits: number } | undefined;
+  #rowTaken = false;
   #hits = 0;
   #misses = 0;
   // Where the last read found its entry.
@@ -168,7 +169,6 @@ export class SharedMap<V = unknown> {
       this.#envName = envKey(options.name);
       process.env[this.#envName] = this.#region.handle;
     }
-    this.#claimRow();
   }
 
   /** Creates a map in a region of `capacity` bytes. */
@@ -505,8 +505,8 @@ export class SharedMap<V = unknown> {
     const { words } = view;
     const { ver, head } = found;
     const word = chunkWord(view, head);
-    const keyWord = Atomics.load(words, word + R_KEY);
-    const valueLength = Atomics.load(words, word + R_VALUE);
+    const keyWord = words[word + R_KEY]!;
+    const valueLength = words[word + R_VALUE]!;
     const expires = expiresOf(view, head);
     const pending = keyWord >>> 16 === FLAG_PENDING;
     let payload: Uint8Array | undefined;
@@ -534,7 +534,7 @@ export class SharedMap<V = unknown> {
     ) {
       return RACE;
     }
-    if (pending || isExpired(expires, Date.now())) return ABSENT;
+    if (pending || (expires !== 0 && expires <= Date.now())) return ABSENT;
     if (decode && valueLength > view.maxValue) {
       if (locked) throw corruptMap(`the entry in slot ${slot} claims ${valueLength} bytes`);
       return RACE;
@@ -574,6 +574,7 @@ export class SharedMap<V = unknown> {
   // Each instance counts in a row of its own: no cache line is shared with another process's counting.
   #count(hit: boolean): void {
     const { f64 } = this.#view;
+    if (!this.#rowTaken) this.#claimRow();
     const row = this.#row;
     if (hit) {
       this.#hits++;
@@ -585,6 +586,7 @@ export class SharedMap<V = unknown> {
   }
 
   #claimRow(): void {
+    this.#rowTaken = true;
     const { words } = this.#view;
     for (let pass = 0; pass < 2; pass++) {
       for (let row = 0; row < COUNTER_ROWS; row++) {

@@ -86,8 +86,10 @@ export function find(view: MapView, bytes: Uint8Array, length: number, hash: num
     const word = slotWord(view, slot);
     const ver = Atomics.load(words, word + S_VER);
     if (ver === 0) return locked || Atomics.load(words, W_EPOCH) === epoch ? MISS : RACED;
-    if (Atomics.load(words, word + S_HASH) === hash) {
-      const head = Atomics.load(words, word + S_HEAD);
+    // Plain loads where a later Atomics load validates what they read: V8 calls a builtin for each Atomics access
+    // of a mapping, and cannot move a plain load past one.
+    if (words[word + S_HASH] === hash) {
+      const head = words[word + S_HEAD]!;
       const match = head < view.chunks ? compareKey(view, head, ver, bytes, length, hash) : BROKEN;
       if (match === SAME) {
         found.ver = ver;
@@ -113,8 +115,8 @@ export function find(view: MapView, bytes: Uint8Array, length: number, hash: num
 function compareKey(view: MapView, head: number, ver: number, bytes: Uint8Array, length: number, hash: number) {
   const { words } = view;
   const word = chunkWord(view, head);
-  if (Atomics.load(words, word + R_VER) !== ver || Atomics.load(words, word + R_HASH) !== hash) return BROKEN;
-  if ((Atomics.load(words, word + R_KEY) & 0xffff) !== length) return OTHER;
+  if (words[word + R_VER] !== ver || words[word + R_HASH] !== hash) return BROKEN;
+  if ((words[word + R_KEY]! & 0xffff) !== length) return OTHER;
   if (RECORD_HEADER + length <= CHUNK) {
     const at = view.chunkBase + head * CHUNK + RECORD_HEADER;
     for (let i = 0; i < length; i++) if (view.bytes[at + i] !== bytes[i]) return OTHER;
@@ -129,9 +131,9 @@ function compareKey(view: MapView, head: number, ver: number, bytes: Uint8Array,
 export function touch(view: MapView, slot: number): void {
   const { words } = view;
   const word = slotWord(view, slot) + S_STAMP;
-  const clock = Atomics.load(words, W_CLOCK);
+  const clock = words[W_CLOCK]!;
   // Only a changed stamp is stored, so a hot key read by every process does not bounce its cache line between them.
-  if (Atomics.load(words, word) !== clock) Atomics.store(words, word, clock);
+  if (words[word] !== clock) words[word] = clock;
 }
 
 /** Puts a new entry's record into the first empty slot of its probe sequence; VER goes last. */
