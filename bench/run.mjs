@@ -1,7 +1,8 @@
-// `npm run bench`: every contestant, workload and size in one run, each scenario in fresh processes. Prints a
-// Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
-// Flags: --quick (shorter runs), --workloads=get,set  --sizes=100B,10KB  --contestants=lmdb,floor
-import { fork } from 'node:child_process';
+// `npm run bench`: every contestant, workload and size in one run, each scenario in fresh processes, then the
+// SharedMap workloads (bench/map.mjs). Prints Markdown tables (stdout) and writes JSON to bench/results/; progress goes
+// to stderr.
+// Flags: --quick (shorter runs), --workloads=get,set,map  --sizes=100B,10KB  --contestants=lmdb,floor
+import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -11,7 +12,8 @@ import { SIZES } from './values.mjs';
 
 const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
 const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
-const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast']);
+const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', 'map']).filter((w) => w !== 'map');
+const MAP = !flags.workloads || flags.workloads.split(',').includes('map');
 const SIZE_NAMES = pick('sizes', Object.keys(SIZES));
 const NAMES = pick('contestants', Object.keys(contestants));
 const BASELINE = 'mmap-share v8';
@@ -87,3 +89,12 @@ const file = new URL(`results/${new Date().toISOString().replace(/[:.]/g, '-')}.
 writeFileSync(file, JSON.stringify({ machine, rows, raw }, null, 2));
 process.stderr.write(`results: ${file.pathname}\n`);
 results.close();
+if (MAP) {
+  execFileSync(
+    process.execPath,
+    [new URL('map.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
+    {
+      stdio: 'inherit',
+    },
+  );
+}

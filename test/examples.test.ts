@@ -6,16 +6,24 @@ import { run } from './helpers.js';
 const example = (name: string) => join(__dirname, '..', 'examples', name, 'index.mjs');
 
 describe('examples', () => {
-  it('cluster-cache: workers share computed results, so most requests hit', async () => {
+  it('cluster-cache: workers share one SharedMap through fetch(), computing each missing key once', async () => {
     const { code, stdout, stderr } = await run(example('cluster-cache'), ['--demo', '--workers', '2']);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const rows = [...stdout.matchAll(/^(\d+) +(\d+) +(\d+) +(\d+)%$/gm)].map((m) => m.slice(1).map(Number));
     expect(rows).toHaveLength(2);
     expect(rows.reduce((sum, [, requests]) => sum + (requests ?? 0), 0)).toBe(300);
-    // 40 distinct keys over 300 requests: at most 40 misses, plus a few where two workers raced on a new key.
-    expect(rows.reduce((sum, [, , hits]) => sum + (hits ?? 0), 0)).toBeGreaterThanOrEqual(300 - 40 - 10);
-    expect(stdout).toContain('entries in the shared cache: 40');
+    const computed = rows.reduce((sum, [, , count]) => sum + (count ?? 0), 0);
+    const [, computations, evictions, entries] = /^computations: (\d+), evictions: (\d+), entries: (\d+)$/m
+      .exec(stdout)!
+      .map(Number);
+    const [, hits, misses] = /^cluster: (\d+) hits, (\d+) misses/m.exec(stdout)!.map(Number);
+    expect(computations).toBe(computed);
+    // Each request looks its key up once; a key is computed again only after it was evicted (40 keys, room for 30).
+    expect(hits! + misses!).toBe(300);
+    expect(computed).toBeLessThanOrEqual(40 + evictions!);
+    expect(evictions).toBeGreaterThan(0);
+    expect(entries).toBeLessThanOrEqual(30);
   });
 
   it('config-broadcast: every worker picks up every change', async () => {
