@@ -245,6 +245,7 @@ export function nextChunk(view: MapView, chunk: number): number {
 export function allocate(view: MapView, count: number): number {
   const { words } = view;
   const head = Atomics.load(words, W_FREE_HEAD);
+  if (head >= view.chunks) throw corruptMap(`the free list starts at chunk ${head}, past the last chunk`);
   let last = head;
   for (let taken = 1; taken < count; taken++) last = checkedNext(view, last);
   Atomics.store(words, W_FREE_HEAD, nextChunk(view, last));

@@ -787,8 +787,9 @@ export class SharedMap<V = unknown> {
 
   // The expiry time for a ttl given to a call (checked), or the map's default when none is.
   #expiry(ttl: number | undefined): number {
+    if (ttl !== undefined) checkTtl(ttl);
     const ms = ttl ?? this.#view.f64[F_TTL]!;
-    checkTtl(ms);
+    if (!(ms >= 0 && ms < Infinity)) throw corruptMap(`its default ttl is ${ms}`);
     return ms === 0 ? 0 : Date.now() + ms;
   }
 }

@@ -5,6 +5,7 @@ import { isAlive } from '../lock.js';
 import {
   allocate,
   chunkWord,
+  corruptMap,
   expiresOf,
   F_DELETES,
   F_EVICTIONS,
@@ -56,12 +57,16 @@ const SAMPLES = 8;
 // Slots the expiry sweep looks at per write, while entries with an expiry exist.
 const SWEEP_STEP = 8;
 
-/** A record's shape, read from its first chunk. */
+/** A record's shape, read from its first chunk; a shape no writer makes is corruption. */
 export function recordOf(view: MapView, head: number) {
+  if (head >= view.chunks) throw corruptMap(`an entry starts at chunk ${head}, past the last chunk`);
   const word = chunkWord(view, head);
   const keyWord = Atomics.load(view.words, word + R_KEY);
   const keyLength = keyWord & 0xffff;
   const valueLength = Atomics.load(view.words, word + R_VALUE);
+  if (keyLength > view.maxKey || valueLength > view.maxValue) {
+    throw corruptMap(`the entry at chunk ${head} claims a key of ${keyLength} bytes and a value of ${valueLength}`);
+  }
   return {
     keyLength,
     flags: keyWord >>> 16,
@@ -77,6 +82,7 @@ export function recordOf(view: MapView, head: number) {
  */
 export function put(view: MapView, entry: Entry, now: number): number {
   const { words } = view;
+  checkCounts(view);
   sweep(view, now, SWEEP_STEP);
   const need = recordChunks(entry.key.length, entry.value.length);
   let slot = find(view, entry.key, entry.key.length, entry.hash, true);
@@ -197,6 +203,17 @@ export function nextSeq(view: MapView): number {
   const seq = (Atomics.load(view.words, W_SEQ) + 1) >>> 0 || 1;
   Atomics.store(view.words, W_SEQ, seq);
   return seq;
+}
+
+// Counts no writer can leave, which would send a writer evicting or allocating past the end of the map.
+function checkCounts(view: MapView): void {
+  const { words, chunks } = view;
+  const free = Atomics.load(words, W_FREE_COUNT);
+  const pendingChunks = Atomics.load(words, W_PENDING_CHUNKS);
+  const entries = Atomics.load(words, W_ENTRIES) + Atomics.load(words, W_PENDING);
+  if (free > chunks || pendingChunks > chunks - free || entries > view.maxEntries) {
+    throw corruptMap(`its counts are impossible: ${free} chunks free, ${pendingChunks} pending, ${entries} entries`);
+  }
 }
 
 function account(view: MapView, record: { flags: number; expires: number; chunks: number }, sign: 1 | -1): void {
