@@ -1,5 +1,6 @@
 // SharedMap across real processes: attach by handle and name, exact per-key updates, fetch() computing once per
 // cluster and taken over when its process dies or throws. Writers killed inside the lock: test/stress/map.stress.ts.
+import { closeSync, openSync, readSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { SharedMap } from '../dist/index.mjs';
@@ -34,6 +35,24 @@ describe('SharedMap across processes', () => {
     const all = await peers(4, m.handle);
     await Promise.all(all.map((peer) => peer.call('count', { key: 'n', times: 2000 })));
     expect(m.get('n')).toBe(8000);
+    expect(m.verify().ok).toBe(true);
+  });
+
+  it('a writer SIGKILLed inside update() holds no one up: the next writer takes the lock over and repairs', async () => {
+    const m = map<number>();
+    m.set('k', 1);
+    const [holder] = await peers(1, m.handle);
+    void holder!.call('hold', { key: 'k' }).catch(() => undefined);
+    // The holder words (word 6) name the child once it is inside.
+    const [, pid, fd] = m.handle.split(':');
+    const file = openSync(`/proc/${pid}/fd/${fd}`, 'r');
+    defer(() => closeSync(file));
+    const word = Buffer.alloc(4);
+    while ((readSync(file, word, 0, 4, 6 * 4), word.readUInt32LE(0)) !== holder!.pid) await sleep(5);
+    await holder!.kill();
+    m.set('k', 2);
+    expect(m.get('k')).toBe(2);
+    expect(m.stats().repairs).toBe(1);
     expect(m.verify().ok).toBe(true);
   });
 

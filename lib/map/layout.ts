@@ -21,6 +21,7 @@
 // | 120-123 (w30)    | EXPIRING      | writer                              | entries with an expiry time                   |
 // | 124-127 (w31)    | SWEEP         | writer                              | next slot the expiry sweep looks at           |
 // | 128-131 (w32)    | PENDING_CHUNKS| writer                              | chunks held by fetch markers                  |
+// | 132-135 (w33)    | LOCK          | compare-and-swap by the writer      | the writers' lock: 0 free, else holder's pid  |
 // | 192-255 (f24-31) | TTL, SETS,... | creator (TTL); writers              | float64: default ttl ms; sets, deletes,       |
 // |                  |               |                                     | evictions, expirations, hits and misses of    |
 // |                  |               |                                     | closed instances, repairs                     |
@@ -35,7 +36,9 @@
 // An entry is a record laid over a chain of chunks: a 24-byte header (VER, HASH, KEYLEN | FLAGS << 16, VALUELEN,
 // EXPIRES as float64 ms since the epoch, 0 for never) in its first chunk, then the key's UTF-8 bytes, then the value.
 //
-// Invariants. Only the holder of the exclusive flock writes anything but STAMP words and counter rows. A slot is
+// Invariants. Writers exclude each other with the LOCK word (lib/lock.ts takeWordLock: no system call, and a holder
+// whose process is gone is taken over), and record themselves in the common header's holder words as flock holders do.
+// Only the holder of LOCK writes anything but STAMP words and counter rows. A slot is
 // empty when VER is 0; otherwise VER equals the VER of the record at HEAD, a number given to no other record since
 // (SEQ, 32 bits: a reader would have to sleep through 4 billion writes to be fooled). A writer fills a record
 // completely, its VER last, before a slot points to it, and frees a record's chunks only after no slot points to it;
@@ -72,6 +75,7 @@ export const W_FREE_COUNT = 29;
 export const W_EXPIRING = 30;
 export const W_SWEEP = 31;
 export const W_PENDING_CHUNKS = 32;
+export const W_LOCK = 33;
 
 export const F_TTL = 24;
 export const F_SETS = 25;
@@ -241,16 +245,19 @@ export function nextChunk(view: MapView, chunk: number): number {
   return view.words[view.tableBase + chunk]!;
 }
 
+// Writers hold the lock, so their loads and stores are plain except those that publish to lock-free readers (a VER,
+// a HEAD, EPOCH): V8 calls a builtin for each Atomics access of a mapping, and moves no plain store past one.
+
 /** Takes `count` chunks off the free list as one chain; the caller has checked that FREE_COUNT has them. */
 export function allocate(view: MapView, count: number): number {
   const { words } = view;
-  const head = Atomics.load(words, W_FREE_HEAD);
+  const head = words[W_FREE_HEAD]!;
   if (head >= view.chunks) throw corruptMap(`the free list starts at chunk ${head}, past the last chunk`);
   let last = head;
   for (let taken = 1; taken < count; taken++) last = checkedNext(view, last);
-  Atomics.store(words, W_FREE_HEAD, nextChunk(view, last));
-  Atomics.store(words, view.tableBase + last, END);
-  Atomics.store(words, W_FREE_COUNT, Atomics.load(words, W_FREE_COUNT) - count);
+  words[W_FREE_HEAD] = words[view.tableBase + last]!;
+  words[view.tableBase + last] = END;
+  words[W_FREE_COUNT] = words[W_FREE_COUNT]! - count;
   return head;
 }
 
@@ -259,9 +266,9 @@ export function release(view: MapView, head: number, count: number): void {
   const { words } = view;
   let last = head;
   for (let walked = 1; walked < count; walked++) last = checkedNext(view, last);
-  Atomics.store(words, view.tableBase + last, Atomics.load(words, W_FREE_HEAD));
-  Atomics.store(words, W_FREE_HEAD, head);
-  Atomics.store(words, W_FREE_COUNT, Atomics.load(words, W_FREE_COUNT) + count);
+  words[view.tableBase + last] = words[W_FREE_HEAD]!;
+  words[W_FREE_HEAD] = head;
+  words[W_FREE_COUNT] = words[W_FREE_COUNT]! + count;
 }
 
 function checkedNext(view: MapView, chunk: number): number {
@@ -270,28 +277,27 @@ function checkedNext(view: MapView, chunk: number): number {
   return next;
 }
 
+/** What a writer stores: a value, or with FLAG_PENDING a fetch marker. */
+export interface Entry {
+  readonly key: Uint8Array;
+  readonly hash: number;
+  readonly flags: number;
+  readonly value: Uint8Array;
+  /** ms since the epoch; 0 for never. */
+  readonly expires: number;
+}
+
 /** Writes a whole record into the chain at `head`; its VER goes last, so no reader takes a half-written record. */
-export function writeRecord(
-  view: MapView,
-  head: number,
-  record: {
-    ver: number;
-    hash: number;
-    key: Uint8Array;
-    flags: number;
-    value: Uint8Array;
-    expires: number;
-  },
-): void {
+export function writeRecord(view: MapView, head: number, ver: number, entry: Entry): void {
   const { words } = view;
   const word = chunkWord(view, head);
-  Atomics.store(words, word + R_HASH, record.hash);
-  Atomics.store(words, word + R_KEY, record.key.length | (record.flags << 16));
-  Atomics.store(words, word + R_VALUE, record.value.length);
-  view.f64[(view.chunkBase + head * CHUNK + R_EXPIRES_BYTE) >>> 3] = record.expires;
-  putBytes(view, head, RECORD_HEADER, record.key);
-  putBytes(view, head, RECORD_HEADER + record.key.length, record.value);
-  Atomics.store(words, word + R_VER, record.ver);
+  words[word + R_HASH] = entry.hash;
+  words[word + R_KEY] = entry.key.length | (entry.flags << 16);
+  words[word + R_VALUE] = entry.value.length;
+  view.f64[(view.chunkBase + head * CHUNK + R_EXPIRES_BYTE) >>> 3] = entry.expires;
+  putBytes(view, head, RECORD_HEADER, entry.key);
+  putBytes(view, head, RECORD_HEADER + entry.key.length, entry.value);
+  Atomics.store(words, word + R_VER, ver);
 }
 
 function putBytes(view: MapView, head: number, at: number, source: Uint8Array): void {

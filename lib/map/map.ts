@@ -6,14 +6,15 @@ import { expectKind, W_CODEC } from '../layout.js';
 import {
   blockingLock,
   checkTimeout,
+  dropWordLock,
   isAlive,
   LOCK_FREE_TRIES,
-  lockExclusive,
   markHeld,
   ownStartTime,
   pollUntil,
   release,
   takeDeadHolder,
+  takeWordLock,
 } from '../lock.js';
 import { attachRegion, checkPlacement, closeRegion, createRegion, envKey, type Region } from '../region.js';
 import {
@@ -51,6 +52,7 @@ import {
   W_ENTRIES,
   W_EPOCH,
   W_FREE_COUNT,
+  W_LOCK,
   W_PENDING,
   W_VERSION,
   CHUNK,
@@ -436,22 +438,28 @@ export class SharedMap<V = unknown> {
 
   /**
    * Gives back this instance's descriptor, its counter row (its counts stay in stats()), its fetch markers and its
-   * name in `process.env`; later calls throw ERR_CLOSED. Idempotent.
+   * name in `process.env`; later calls throw ERR_CLOSED. Idempotent. On a damaged map it still closes, then throws
+   * ERR_BAD_HANDLE.
    */
   close(): void {
     const region = this.#region;
     if (region === undefined) return;
     const view = this.#view;
-    if (this.#row !== undefined || this.#hits + this.#misses > 0 || this.#markers.size > 0) {
-      this.#exclusive(() => {
-        this.#foldCounters(view);
-        for (const [name, ver] of this.#markers) this.#dropMarker(view, name, ver);
-      });
+    try {
+      if (this.#row !== undefined || this.#hits + this.#misses > 0 || this.#markers.size > 0) {
+        this.#exclusive(() => {
+          this.#foldCounters(view);
+          for (const [name, ver] of this.#markers) this.#dropMarker(view, name, ver);
+        });
+      }
+    } finally {
+      // A damaged map still gives its descriptor back; the error says why its counts were not folded.
+      closeRegion(region);
+      this.#region = undefined;
+      this.#snapshots.clear();
+      if (this.#envName !== undefined && process.env[this.#envName] === region.handle)
+        delete process.env[this.#envName];
     }
-    closeRegion(region);
-    this.#region = undefined;
-    this.#snapshots.clear();
-    if (this.#envName !== undefined && process.env[this.#envName] === region.handle) delete process.env[this.#envName];
   }
 
   [Symbol.dispose](): void {
@@ -468,7 +476,8 @@ export class SharedMap<V = unknown> {
     this.#open();
     const region = this.#region!;
     if (this.#locked) return work();
-    blockingLock(region, lockExclusive);
+    const { words } = this.#view;
+    blockingLock(region, () => takeWordLock(words, W_LOCK));
     markHeld(region);
     this.#locked = true;
     try {
@@ -476,7 +485,7 @@ export class SharedMap<V = unknown> {
       return work();
     } finally {
       this.#locked = false;
-      release(region);
+      release(region, () => dropWordLock(words, W_LOCK));
     }
   }
 

@@ -142,10 +142,10 @@ export function insertSlot(view: MapView, hash: number, head: number, ver: numbe
   let slot = home(view, hash);
   for (let probes = 0; probes < slots; probes++) {
     const word = slotWord(view, slot);
-    if (Atomics.load(words, word + S_VER) === 0) {
-      Atomics.store(words, word + S_HASH, hash);
-      Atomics.store(words, word + S_HEAD, head);
-      Atomics.store(words, word + S_STAMP, Atomics.load(words, W_CLOCK));
+    if (words[word + S_VER] === 0) {
+      words[word + S_HASH] = hash;
+      words[word + S_HEAD] = head;
+      words[word + S_STAMP] = words[W_CLOCK]!;
       Atomics.store(words, word + S_VER, ver);
       return slot;
     }
@@ -159,7 +159,7 @@ export function replaceSlot(view: MapView, slot: number, head: number, ver: numb
   const { words } = view;
   const word = slotWord(view, slot);
   Atomics.store(words, word + S_HEAD, head);
-  Atomics.store(words, word + S_STAMP, Atomics.load(words, W_CLOCK));
+  words[word + S_STAMP] = words[W_CLOCK]!;
   Atomics.store(words, word + S_VER, ver);
 }
 

@@ -12,6 +12,7 @@ import {
   F_EXPIRATIONS,
   F_SETS,
   FLAG_PENDING,
+  type Entry,
   type MapView,
   R_KEY,
   R_VALUE,
@@ -38,16 +39,6 @@ import {
 } from './layout.js';
 import { find, found, insertSlot, removeSlot, replaceSlot } from './table.js';
 
-/** An entry to store: a value, or with FLAG_PENDING a fetch marker. */
-export interface Entry {
-  readonly key: Uint8Array;
-  readonly hash: number;
-  readonly flags: number;
-  readonly value: Uint8Array;
-  /** ms since the epoch; 0 for never. */
-  readonly expires: number;
-}
-
 /** Why an entry left the map, for the counters. */
 export type Removal = typeof F_DELETES | typeof F_EVICTIONS | typeof F_EXPIRATIONS | undefined;
 
@@ -61,9 +52,9 @@ const SWEEP_STEP = 8;
 export function recordOf(view: MapView, head: number) {
   if (head >= view.chunks) throw corruptMap(`an entry starts at chunk ${head}, past the last chunk`);
   const word = chunkWord(view, head);
-  const keyWord = Atomics.load(view.words, word + R_KEY);
+  const keyWord = view.words[word + R_KEY]!;
   const keyLength = keyWord & 0xffff;
-  const valueLength = Atomics.load(view.words, word + R_VALUE);
+  const valueLength = view.words[word + R_VALUE]!;
   if (keyLength > view.maxKey || valueLength > view.maxValue) {
     throw corruptMap(`the entry at chunk ${head} claims a key of ${keyLength} bytes and a value of ${valueLength}`);
   }
@@ -87,49 +78,54 @@ export function put(view: MapView, entry: Entry, now: number): number {
   const need = recordChunks(entry.key.length, entry.value.length);
   let slot = find(view, entry.key, entry.key.length, entry.hash, true);
   const old = slot >= 0 ? { ver: found.ver, ...recordOf(view, found.head) } : undefined;
-  const pending = entry.flags & FLAG_PENDING;
-  const pendingChunks = Atomics.load(words, W_PENDING_CHUNKS) - (old && old.flags & FLAG_PENDING ? old.chunks : 0);
-  if (need + (old?.chunks ?? 0) + pendingChunks > view.chunks) {
+  const oldChunks = old?.chunks ?? 0;
+  const pendingChunks = words[W_PENDING_CHUNKS]! - (old && old.flags & FLAG_PENDING ? oldChunks : 0);
+  if (need + oldChunks + pendingChunks > view.chunks) {
     throw shareError(
       'ERR_NO_SPACE',
-      `the entry needs ${need * CHUNK} bytes, and the map has ${(view.chunks - pendingChunks - (old?.chunks ?? 0)) * CHUNK} for it`,
+      `the entry needs ${need * CHUNK} bytes, and the map has ${(view.chunks - pendingChunks - oldChunks) * CHUNK} for it`,
     );
   }
-  const full = () =>
-    Atomics.load(words, W_FREE_COUNT) < need ||
-    (old === undefined && Atomics.load(words, W_ENTRIES) + Atomics.load(words, W_PENDING) >= view.maxEntries);
-  if (full()) {
-    if (view.policy === 'none') sweep(view, now, view.slots);
-    if (view.policy === 'none' && full()) {
-      throw shareError(
-        'ERR_NO_SPACE',
-        `the map is full (${Atomics.load(words, W_ENTRIES)} entries, ${Atomics.load(words, W_FREE_COUNT) * CHUNK} bytes free) and its eviction policy is 'none'`,
-      );
+  if (isFull(view, need, old === undefined)) {
+    if (view.policy === 'none') {
+      sweep(view, now, view.slots);
+      if (isFull(view, need, old === undefined)) {
+        throw shareError(
+          'ERR_NO_SPACE',
+          `the map is full (${words[W_ENTRIES]} entries, ${words[W_FREE_COUNT]! * CHUNK} bytes free) and its eviction policy is 'none'`,
+        );
+      }
     }
-    while (full()) {
+    while (isFull(view, need, old === undefined)) {
       const victim = sample(view, old?.ver ?? 0, now);
-      if (victim === undefined) throw shareError('ERR_NO_SPACE', 'the map has nothing left to evict');
-      remove(view, victim.slot, victim.expired ? F_EXPIRATIONS : F_EVICTIONS);
+      if (victim < 0) throw shareError('ERR_NO_SPACE', 'the map has nothing left to evict');
+      remove(view, victim, sampledExpired ? F_EXPIRATIONS : F_EVICTIONS);
     }
     if (old !== undefined) slot = find(view, entry.key, entry.key.length, entry.hash, true);
   }
 
   const ver = nextSeq(view);
   const head = allocate(view, need);
-  writeRecord(view, head, { ...entry, ver });
+  writeRecord(view, head, ver, entry);
   if (old === undefined) {
     insertSlot(view, entry.hash, head, ver);
   } else {
-    const oldHead = Atomics.load(words, slotWord(view, slot) + S_HEAD);
+    const oldHead = words[slotWord(view, slot) + S_HEAD]!;
     replaceSlot(view, slot, head, ver);
-    release(view, oldHead, old.chunks);
-    account(view, old, -1);
+    release(view, oldHead, oldChunks);
+    account(view, old.flags, old.expires, oldChunks, -1);
   }
-  account(view, { flags: entry.flags, expires: entry.expires, chunks: need }, 1);
-  if (!pending) view.f64[F_SETS]!++;
-  Atomics.add(words, W_CLOCK, 1);
+  account(view, entry.flags, entry.expires, need, 1);
+  if (!(entry.flags & FLAG_PENDING)) view.f64[F_SETS]!++;
+  words[W_CLOCK]!++;
   Atomics.add(words, W_VERSION, 1);
   return ver;
+}
+
+// Whether `need` more chunks, and with `adding` one more entry, do not fit now.
+function isFull(view: MapView, need: number, adding: boolean): boolean {
+  const { words } = view;
+  return words[W_FREE_COUNT]! < need || (adding && words[W_ENTRIES]! + words[W_PENDING]! >= view.maxEntries);
 }
 
 /** Removes the entry in `slot` and gives its chunks back; `why` names the counter it adds to. */
@@ -138,7 +134,7 @@ export function remove(view: MapView, slot: number, why: Removal): void {
   const record = recordOf(view, head);
   removeSlot(view, slot);
   release(view, head, record.chunks);
-  account(view, record, -1);
+  account(view, record.flags, record.expires, record.chunks, -1);
   if (why !== undefined) view.f64[why]!++;
   Atomics.add(view.words, W_VERSION, 1);
 }
@@ -149,7 +145,7 @@ export function clear(view: MapView): void {
   Atomics.add(words, W_EPOCH, 1);
   words.fill(0, view.slotBase, slotWord(view, view.slots));
   resetChunks(view);
-  for (const word of [W_ENTRIES, W_PENDING, W_PENDING_CHUNKS, W_EXPIRING]) Atomics.store(words, word, 0);
+  for (const word of [W_ENTRIES, W_PENDING, W_PENDING_CHUNKS, W_EXPIRING]) words[word] = 0;
   Atomics.add(words, W_EPOCH, 1);
   Atomics.add(words, W_VERSION, 1);
 }
@@ -200,53 +196,60 @@ export function markerAlive(view: MapView, head: number): boolean {
 
 /** The next record version: never 0, which marks an empty slot. */
 export function nextSeq(view: MapView): number {
-  const seq = (Atomics.load(view.words, W_SEQ) + 1) >>> 0 || 1;
-  Atomics.store(view.words, W_SEQ, seq);
+  const seq = (view.words[W_SEQ]! + 1) >>> 0 || 1;
+  view.words[W_SEQ] = seq;
   return seq;
 }
 
 // Counts no writer can leave, which would send a writer evicting or allocating past the end of the map.
 function checkCounts(view: MapView): void {
   const { words, chunks } = view;
-  const free = Atomics.load(words, W_FREE_COUNT);
-  const pendingChunks = Atomics.load(words, W_PENDING_CHUNKS);
-  const entries = Atomics.load(words, W_ENTRIES) + Atomics.load(words, W_PENDING);
+  const free = words[W_FREE_COUNT]!;
+  const pendingChunks = words[W_PENDING_CHUNKS]!;
+  const entries = words[W_ENTRIES]! + words[W_PENDING]!;
   if (free > chunks || pendingChunks > chunks - free || entries > view.maxEntries) {
     throw corruptMap(`its counts are impossible: ${free} chunks free, ${pendingChunks} pending, ${entries} entries`);
   }
 }
 
-function account(view: MapView, record: { flags: number; expires: number; chunks: number }, sign: 1 | -1): void {
+function account(view: MapView, flags: number, expires: number, chunks: number, sign: 1 | -1): void {
   const { words } = view;
-  if (record.flags & FLAG_PENDING) {
-    Atomics.add(words, W_PENDING, sign);
-    Atomics.add(words, W_PENDING_CHUNKS, sign * record.chunks);
+  if (flags & FLAG_PENDING) {
+    words[W_PENDING]! += sign;
+    words[W_PENDING_CHUNKS]! += sign * chunks;
   } else {
-    Atomics.add(words, W_ENTRIES, sign);
+    words[W_ENTRIES]! += sign;
   }
-  if (record.expires !== 0) Atomics.add(words, W_EXPIRING, sign);
+  if (expires !== 0) words[W_EXPIRING]! += sign;
 }
 
+/** Whether the last sample() chose an expired entry. */
+let sampledExpired = false;
+
 /**
- * The entry to evict: of SAMPLES entries found from random slots (fetch markers and the version `keep` left out),
- * the first expired one, or else the one used longest ago. Undefined when there is none.
+ * The slot of the entry to evict: of SAMPLES entries found from random slots (fetch markers and the version `keep` left
+ * out), the first expired one, or else the one used longest ago. -1 when there is none.
  */
-function sample(view: MapView, keep: number, now: number): { slot: number; expired: boolean } | undefined {
+function sample(view: MapView, keep: number, now: number): number {
   const { words, slots } = view;
-  const clock = Atomics.load(words, W_CLOCK);
-  let best: number | undefined;
+  const clock = words[W_CLOCK]!;
+  let best = -1;
   let oldest = -1;
+  sampledExpired = false;
   for (let taken = 0; taken < SAMPLES; taken++) {
     let slot = Math.floor(Math.random() * slots);
     let looked = 0;
     for (; looked < slots; looked++) {
       const word = slotWord(view, slot);
-      const ver = Atomics.load(words, word + S_VER);
+      const ver = words[word + S_VER]!;
       if (ver !== 0 && ver !== keep) {
-        const record = recordOf(view, Atomics.load(words, word + S_HEAD));
+        const record = recordOf(view, words[word + S_HEAD]!);
         if (!(record.flags & FLAG_PENDING)) {
-          if (record.expires !== 0 && record.expires <= now) return { slot, expired: true };
-          const age = (clock - Atomics.load(words, word + S_STAMP)) >>> 0;
+          if (record.expires !== 0 && record.expires <= now) {
+            sampledExpired = true;
+            return slot;
+          }
+          const age = (clock - words[word + S_STAMP]!) >>> 0;
           if (age > oldest) [best, oldest] = [slot, age];
           break;
         }
@@ -255,5 +258,5 @@ function sample(view: MapView, keep: number, now: number): { slot: number; expir
     }
     if (looked === slots) break;
   }
-  return best === undefined ? undefined : { slot: best, expired: false };
+  return best;
 }
