@@ -23,25 +23,31 @@ import {
 /** The key of the last encodeKey(): its UTF-8 bytes in `bytes` (a scratch buffer, valid until the next call). */
 export const encoded = { bytes: Buffer.allocUnsafe(MAX_KEY_LIMIT + 4), length: 0, hash: 0 };
 
-/**
- * Encodes `value` as the current key, or throws ERR_BAD_KEY. A key with a lone surrogate is refused: UTF-8 would
- * turn it into U+FFFD, the same bytes as another key.
- */
+/** Encodes `value` as the current key, or throws ERR_BAD_KEY: not a string, too long, or with a lone surrogate. */
 export function encodeKey(value: unknown, maxKey: number): void {
   if (typeof value !== 'string') throw shareError('ERR_BAD_KEY', `a key must be a string, got ${typeof value}`);
-  const length = encoded.bytes.write(value, 0, maxKey + 4, 'utf8');
-  // A string that did not fit wrote more than maxKey bytes: one character is at most 4 of them.
-  if (length > maxKey) {
-    throw shareError('ERR_BAD_KEY', `a key may take ${maxKey} bytes of UTF-8, got ${Buffer.byteLength(value)}`);
-  }
+  const { bytes } = encoded;
   let hash = 0x811c9dc5;
-  let replaced = false;
-  for (let i = 0; i < length; i++) {
-    const byte = encoded.bytes[i]!;
-    replaced ||= byte === 0xef;
-    hash = Math.imul(hash ^ byte, 0x01000193);
+  let length = value.length;
+  // ASCII keys, the usual ones, are copied and hashed in one pass, without a call into Buffer's encoder.
+  let ascii = length <= maxKey;
+  for (let i = 0; ascii && i < length; i++) {
+    const code = value.charCodeAt(i);
+    if (code >= 0x80) ascii = false;
+    bytes[i] = code;
+    hash = Math.imul(hash ^ code, 0x01000193);
   }
-  if (replaced && /\p{Cs}/u.test(value)) throw shareError('ERR_BAD_KEY', 'a key must not hold a lone surrogate');
+  if (!ascii) {
+    length = bytes.write(value, 0, maxKey + 4, 'utf8');
+    // A string that did not fit wrote more than maxKey bytes: one character is at most 4 of them.
+    if (length > maxKey) {
+      throw shareError('ERR_BAD_KEY', `a key may take ${maxKey} bytes of UTF-8, got ${Buffer.byteLength(value)}`);
+    }
+    // UTF-8 turns a lone surrogate into U+FFFD, the same bytes as another key.
+    if (/\p{Cs}/u.test(value)) throw shareError('ERR_BAD_KEY', 'a key must not hold a lone surrogate');
+    hash = 0x811c9dc5;
+    for (let i = 0; i < length; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
+  }
   encoded.length = length;
   encoded.hash = mix(hash);
 }
