@@ -112,19 +112,20 @@ const SPIN_MS = 0.02;
 const LONGEST_SLEEP_MS = 1;
 // How often a waiter asks whether the holder still runs.
 const HOLDER_CHECK_MS = 5;
-// A holder records itself in the holder words right after it takes the lock word; a lock word that names another
-// process for this long was not written by a holder.
-const UNRECORDED_HOLDER_MS = 50;
+// Where a holder's mappings cannot be read, a waiter takes over after finding the holder words naming another process
+// at this many checks in a row: a holder records itself there right after it takes the lock word.
+const UNRECORDED_CHECKS = 20;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Takes the lock that is the word `word` of `words`: 0 when free, else the pid of its holder. It costs no system call,
  * where flock costs two. A waiter spins briefly, then sleeps in growing steps; every HOLDER_CHECK_MS it checks that the
- * holder's process still runs (the same pid with the same start time it first saw), and takes the lock of one that is
- * gone with a compare-and-swap, so one waiter takes it. A lock word that names a process the holder words do not is
- * damage (ERR_BAD_HANDLE). Blocks the thread while it waits.
+ * holder could hold it: that its process still runs (the same pid with the same start time it first saw) and that
+ * `maps(pid)`, the region is mapped in it (undefined when that cannot be read: then that the holder words name it).
+ * The lock of a holder that cannot is taken over with a compare-and-swap, so by one waiter. Blocks the thread while
+ * it waits.
  */
-export function takeWordLock(words: Uint32Array, word: number): void {
+export function takeWordLock(words: Uint32Array, word: number, maps: (pid: number) => boolean | undefined): void {
   const pid = process.pid;
   let holder = Atomics.compareExchange(words, word, 0, pid);
   if (holder === 0) return;
@@ -132,6 +133,7 @@ export function takeWordLock(words: Uint32Array, word: number): void {
   let seenStart = startTimeOf(holder);
   let since = performance.now();
   let checked = since;
+  let unrecorded = 0;
   let sleep = 0.01;
   for (;;) {
     holder = Atomics.load(words, word);
@@ -140,17 +142,20 @@ export function takeWordLock(words: Uint32Array, word: number): void {
       if (holder === 0) return;
     }
     const now = performance.now();
-    if (holder !== seen) [seen, seenStart, since, checked, sleep] = [holder, startTimeOf(holder), now, now, 0.01];
+    if (holder !== seen) {
+      [seen, seenStart, since, checked, sleep, unrecorded] = [holder, startTimeOf(holder), now, now, 0.01, 0];
+    }
     if (now - since < SPIN_MS) continue;
     if (now - checked >= HOLDER_CHECK_MS) {
       checked = now;
-      // A holder that is gone (or whose pid now names a later process) never releases: take its lock over.
-      if (seenStart === undefined || startTimeOf(holder) !== seenStart) {
+      // A holder that is gone, whose pid now names a later process, or that does not map the region (a lock word
+      // damaged into another process's pid) never releases: take its lock over.
+      const running = seenStart !== undefined && startTimeOf(holder) === seenStart;
+      const mapped = running ? maps(holder) : false;
+      unrecorded = Atomics.load(words, W_HOLDER_PID) === holder ? 0 : unrecorded + 1;
+      if (mapped === false || (mapped === undefined && unrecorded >= UNRECORDED_CHECKS)) {
         if (Atomics.compareExchange(words, word, holder, pid) === holder) return;
         continue;
-      }
-      if (Atomics.load(words, W_HOLDER_PID) !== holder && now - since >= UNRECORDED_HOLDER_MS) {
-        throw shareError('ERR_BAD_HANDLE', `the lock word names pid ${holder}, which never recorded itself as holder`);
       }
     }
     Atomics.wait(sleeper, 0, 0, sleep);

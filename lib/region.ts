@@ -20,6 +20,8 @@ import { mapShared } from './native.js';
 export interface Region extends Mapping {
   readonly kind: RegionKind;
   readonly fd: number;
+  /** The inode of the file behind it, which names its mappings in /proc/<pid>/maps. */
+  readonly inode: number;
   /** The random id in the header: the same for every instance of the region. */
   readonly id: string;
   /** What another process passes to attach(): a path for named regions, a /proc reference otherwise. */
@@ -114,6 +116,15 @@ export function attachRegion(refOrName: string): Region {
   }
 }
 
+/** Whether process `pid` maps the file with inode `inode`; undefined when its maps cannot be read. */
+export function isMappedBy(pid: number, inode: number): boolean | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/maps`, 'latin1').includes(` ${inode} `);
+  } catch (error) {
+    return errnoOf(error) === 'ENOENT' ? false : undefined;
+  }
+}
+
 /** Removes a named region's file, after checking that it is one. */
 export function unlinkRegion(path: string): void {
   closeSync(attachRegion(path).fd);
@@ -136,7 +147,8 @@ function opened(
   path: string | undefined,
 ): Region {
   const id = regionId(map.words);
-  return { ...map, kind, size, fd, id, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
+  const { ino: inode } = fstatSync(fd);
+  return { ...map, kind, size, fd, inode, id, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
 }
 
 function openNameless(): number {

@@ -239,6 +239,19 @@ describe('SharedMap', () => {
     expect(() => SharedMap.attach(share.handle)).toThrow(/is an MmapShare region, not a SharedMap region/);
   });
 
+  it('takes over a lock word naming a live process that does not map the region (pid 1)', () => {
+    const m = map<number>();
+    m.set('a', 1);
+    const [, pid, fd] = m.handle.split(':');
+    const file = openSync(`/proc/${pid}/fd/${fd}`, 'r+');
+    defer(() => closeSync(file));
+    // LOCK is word 33.
+    writeSync(file, Buffer.from(new Uint32Array([1]).buffer), 0, 4, 33 * 4);
+    m.set('a', 2);
+    expect(m.get('a')).toBe(2);
+    expect(m.verify().ok).toBe(true);
+  });
+
   it('verify() reports damage, one line a problem', () => {
     const m = map<string>();
     for (let i = 0; i < 50; i++) m.set(`k${i}`, `v${i}`);

@@ -303,18 +303,24 @@ export function writeRecord(view: MapView, head: number, ver: number, entry: Ent
 function putBytes(view: MapView, head: number, at: number, source: Uint8Array): void {
   let chunk = head;
   let base = 0;
-  while (base + CHUNK <= at) [chunk, base] = [nextChunk(view, chunk), base + CHUNK];
+  // Links are checked even here: a damaged free list can hand out a chain that ends early.
+  while (base + CHUNK <= at) [chunk, base] = [checkedNext(view, chunk), base + CHUNK];
   for (let done = 0; done < source.length;) {
     // Consecutive chunks take one copy.
     let last = chunk;
     let end = base + CHUNK;
-    while (end < at + source.length && nextChunk(view, last) === last + 1) [last, end] = [last + 1, end + CHUNK];
+    while (end < at + source.length && followsOn(view, last)) [last, end] = [last + 1, end + CHUNK];
     const from = at + done;
     const length = Math.min(end, at + source.length) - from;
     view.bytes.set(source.subarray(done, done + length), view.chunkBase + chunk * CHUNK + (from - base));
     done += length;
-    if (done < source.length) [chunk, base] = [nextChunk(view, last), end];
+    if (done < source.length) [chunk, base] = [checkedNext(view, last), end];
   }
+}
+
+// Whether the chunk after `chunk` in its chain is the next one in memory.
+function followsOn(view: MapView, chunk: number): boolean {
+  return chunk + 1 < view.chunks && nextChunk(view, chunk) === chunk + 1;
 }
 
 /**
@@ -330,7 +336,7 @@ export function getBytes(view: MapView, head: number, at: number, length: number
   }
   let last = chunk;
   let end = base + CHUNK;
-  while (end < at + length && nextChunk(view, last) === last + 1) [last, end] = [last + 1, end + CHUNK];
+  while (end < at + length && followsOn(view, last)) [last, end] = [last + 1, end + CHUNK];
   const start = view.chunkBase + chunk * CHUNK + (at - base);
   if (end >= at + length) return view.bytes.subarray(start, start + length);
   const copy = Buffer.allocUnsafe(length);

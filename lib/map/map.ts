@@ -16,7 +16,7 @@ import {
   takeDeadHolder,
   takeWordLock,
 } from '../lock.js';
-import { attachRegion, checkPlacement, closeRegion, createRegion, envKey, type Region } from '../region.js';
+import { attachRegion, checkPlacement, closeRegion, createRegion, envKey, isMappedBy, type Region } from '../region.js';
 import {
   attachView,
   chunkWord,
@@ -477,7 +477,7 @@ export class SharedMap<V = unknown> {
     const region = this.#region!;
     if (this.#locked) return work();
     const { words } = this.#view;
-    blockingLock(region, () => takeWordLock(words, W_LOCK));
+    blockingLock(region, () => takeWordLock(words, W_LOCK, (pid) => isMappedBy(pid, region.inode)));
     markHeld(region);
     this.#locked = true;
     try {
