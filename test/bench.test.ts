@@ -21,4 +21,24 @@ describe('npm run bench', () => {
     expect(out).not.toContain('failed');
     expect(rows.filter((row) => row.endsWith('| exact |'))).toHaveLength(5);
   });
+
+  it('runs the map workloads against lmdb and the whole-object MmapShare, with hit rate and bytes per entry', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        join(__dirname, '..', 'bench', 'map.mjs'),
+        '--quick',
+        '--workloads=get-uniform,insert-at-10k,hit-rate,bytes',
+        '--contestants=SharedMap msgpack,lmdb,MmapShare whole object',
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    expect(out).not.toContain('failed');
+    expect(out.match(/^\| (SharedMap msgpack|lmdb|MmapShare whole object) \| [\d,]+ \| [\d.]+ \|$/gm)).toHaveLength(5);
+    const [, sampled, exact] = /SharedMap \(sampled LRU\) \| ([\d.]+)%[^]*exact LRU \(lru-cache\) \| ([\d.]+)%/.exec(
+      out,
+    )!;
+    expect(Math.abs(Number(exact) - Number(sampled))).toBeLessThan(5);
+    expect(out).toMatch(/map held [\d,]+ before its first eviction: [\d.]+ bytes each/);
+  });
 });
