@@ -4,8 +4,10 @@ import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, un
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { describe, errnoOf, shareError } from './errors.js';
+import { type Codec, codecFor } from './codec.js';
 import {
   checkHeader,
+  expectKind,
   HEADER_BYTES,
   headerWords,
   initHeader,
@@ -13,6 +15,7 @@ import {
   regionBytes,
   type RegionKind,
   regionId,
+  W_CODEC,
 } from './layout.js';
 import { mapShared } from './native.js';
 
@@ -122,6 +125,24 @@ export function isMappedBy(pid: number, inode: number): boolean | undefined {
     return readFileSync(`/proc/${pid}/maps`, 'latin1').includes(` ${inode} `);
   } catch (error) {
     return errnoOf(error) === 'ENOENT' ? false : undefined;
+  }
+}
+
+/**
+ * Attaches to a region of `kind` by name, handle or path, with the codec its header names (or `given`, which must be
+ * that one); what is not such a region is refused with ERR_BAD_HANDLE.
+ */
+export function attachKind(ref: unknown, kind: RegionKind, given: unknown): { region: Region; codec: Codec } {
+  if (typeof ref !== 'string' || ref === '') {
+    throw shareError('ERR_BAD_HANDLE', `ref must be a handle, a name or a path, got ${describe(ref)}`);
+  }
+  const region = attachRegion(ref);
+  try {
+    expectKind(region, kind, ref);
+    return { region, codec: codecFor(Atomics.load(region.words, W_CODEC), given) };
+  } catch (error) {
+    closeRegion(region);
+    throw error;
   }
 }
 

@@ -1,17 +1,7 @@
 // MmapShare: one structured value shared by processes and threads, behind flock.
-import { type Codec, codecFor, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from './codec.js';
+import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from './codec.js';
 import { describe, shareError } from './errors.js';
-import {
-  commit,
-  expectKind,
-  MAX_SIZE,
-  RACED,
-  type Read,
-  readLocked,
-  readUnlocked,
-  W_CODEC,
-  W_COMMIT,
-} from './layout.js';
+import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
 import {
   blockingLock,
   checkTimeout,
@@ -27,15 +17,7 @@ import {
   tryLockExclusive,
   unlock,
 } from './lock.js';
-import {
-  attachRegion,
-  checkPlacement,
-  closeRegion,
-  createRegion,
-  envKey,
-  type Region,
-  unlinkRegion,
-} from './region.js';
+import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region, unlinkRegion } from './region.js';
 import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
 
 export interface CreateOptions<T> {
@@ -101,17 +83,7 @@ export class MmapShare<T = unknown> {
 
   /** Attaches to a region by `share.handle`, by a name given to `create()` in an ancestor, or by path. */
   static attach<T = unknown>(ref: string, options: AttachOptions<T> = {}): MmapShare<T> {
-    if (typeof ref !== 'string' || ref === '') {
-      throw shareError('ERR_BAD_HANDLE', `ref must be a handle, a name or a path, got ${describe(ref)}`);
-    }
-    const region = attachRegion(ref);
-    try {
-      expectKind(region, 'share', ref);
-      adopting = { region, codec: codecFor(Atomics.load(region.words, W_CODEC), options.codec) };
-    } catch (error) {
-      closeRegion(region);
-      throw error;
-    }
+    adopting = attachKind(ref, 'share', options.codec);
     return new MmapShare<T>(0);
   }
 

@@ -110,27 +110,6 @@ export const FLAG_PENDING = 1;
 export type EvictionPolicy = 'lru' | 'none';
 const POLICIES: readonly EvictionPolicy[] = ['lru', 'none'];
 
-/** A mapped SharedMap region: typed views of the whole mapping and its geometry, read once from its header. */
-export interface MapView {
-  readonly bytes: Buffer;
-  readonly words: Uint32Array;
-  readonly f64: Float64Array;
-  readonly slots: number;
-  readonly chunks: number;
-  readonly maxEntries: number;
-  readonly maxValue: number;
-  readonly maxKey: number;
-  readonly policy: EvictionPolicy;
-  /** Word index of slot 0. */
-  readonly slotBase: number;
-  /** Word index of the chunk table. */
-  readonly tableBase: number;
-  /** Byte offset of chunk 0. */
-  readonly chunkBase: number;
-  /** slots / 2^32: a hash times this is its home slot. */
-  readonly scale: number;
-}
-
 export interface Geometry {
   readonly slots: number;
   readonly chunks: number;
@@ -139,6 +118,21 @@ export interface Geometry {
   readonly maxKey: number;
   readonly policy: EvictionPolicy;
   readonly ttl: number;
+}
+
+/** A mapped SharedMap region: typed views of the whole mapping and its geometry, read once from its header. */
+export interface MapView extends Omit<Geometry, 'ttl'> {
+  readonly bytes: Buffer;
+  readonly words: Uint32Array;
+  readonly f64: Float64Array;
+  /** Word index of slot 0. */
+  readonly slotBase: number;
+  /** Word index of the chunk table. */
+  readonly tableBase: number;
+  /** Byte offset of chunk 0. */
+  readonly chunkBase: number;
+  /** slots / 2^32: a hash times this is its home slot. */
+  readonly scale: number;
 }
 
 const align = (n: number, to: number) => Math.ceil(n / to) * to;

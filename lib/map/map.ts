@@ -1,8 +1,7 @@
 // SharedMap: many keys in one region, each read without a lock and written on its own, with LRU eviction, TTL and a
 // fetch() that computes a missing value once for the whole cluster.
-import { type Codec, codecFor, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from '../codec.js';
+import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
-import { expectKind, W_CODEC } from '../layout.js';
 import {
   blockingLock,
   checkTimeout,
@@ -16,7 +15,7 @@ import {
   takeDeadHolder,
   takeWordLock,
 } from '../lock.js';
-import { attachRegion, checkPlacement, closeRegion, createRegion, envKey, isMappedBy, type Region } from '../region.js';
+import { attachKind, checkPlacement, closeRegion, createRegion, envKey, isMappedBy, type Region } from '../region.js';
 import {
   attachView,
   chunkWord,
@@ -180,17 +179,7 @@ export class SharedMap<V = unknown> {
 
   /** Attaches to a map by `map.handle`, by a name given to `create()` in an ancestor, or by path. */
   static attach<V = unknown>(ref: string, options: { codec?: CodecOption<V> } = {}): SharedMap<V> {
-    if (typeof ref !== 'string' || ref === '') {
-      throw shareError('ERR_BAD_HANDLE', `ref must be a handle, a name or a path, got ${describe(ref)}`);
-    }
-    const region = attachRegion(ref);
-    try {
-      expectKind(region, 'map', ref);
-      adopting = { region, codec: codecFor(Atomics.load(region.words, W_CODEC), options.codec) };
-    } catch (error) {
-      closeRegion(region);
-      throw error;
-    }
+    adopting = attachKind(ref, 'map', options.codec);
     return new SharedMap<V>(undefined as never);
   }
 
