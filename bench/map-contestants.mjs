@@ -1,6 +1,7 @@
 // The keyed stores a Node cluster could use as a shared cache, each behind the same small interface:
 //   create(keys, value) -> ref    in the scenario's primary: a store holding keys key-0 .. key-(keys-1)
-//   attach(ref) -> client         in a worker: { get(k), set(k, v), close() }, async where noted
+//   attach(ref) -> client         in a worker: { get(k), set(k, v), close() }, async where noted (isAsync)
+//   serve(ref, worker)            in the primary, for a contestant whose workers ask it rather than attach
 //   destroy(ref)                  in the primary, at the end
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -82,6 +83,39 @@ const wholeObject = {
   destroy: ({ keep }) => kept[keep].close(),
 };
 
+// How cluster users share state without shared memory: the primary holds a Map, and workers ask it with process.send
+// ('advanced' serialization, so values keep their types). Every call is a round trip through the primary.
+const messaging = {
+  isAsync: true,
+  create: (keys, value) => {
+    const map = new Map();
+    for (let i = 0; i < keys; i++) map.set(keyOf(i), value);
+    return { map };
+  },
+  serve: ({ map }, worker) =>
+    worker.on('message', ({ id, op, key, value }) => {
+      if (op === undefined) return;
+      if (op === 'set') map.set(key, value);
+      worker.send({ id, value: op === 'get' ? map.get(key) : undefined });
+    }),
+  attach: () => {
+    const pending = new Map();
+    let next = 0;
+    process.on('message', ({ id, value }) => {
+      pending.get(id)?.(value);
+      pending.delete(id);
+    });
+    const call = (op, key, value) =>
+      new Promise((resolve) => {
+        const id = next++;
+        pending.set(id, resolve);
+        process.send({ id, op, key, value });
+      });
+    return { get: (key) => call('get', key), set: (key, value) => call('set', key, value), close: () => {} };
+  },
+  destroy: () => {},
+};
+
 /** Every contestant, by the name the table shows; ratios are taken against lmdb. */
 export const mapContestants = {
   'SharedMap msgpack': sharedMap('msgpack', 'get'),
@@ -90,4 +124,5 @@ export const mapContestants = {
   lmdb,
   'lru-cache (per process)': lruCache,
   'MmapShare whole object': wholeObject,
+  'process.send (primary)': messaging,
 };

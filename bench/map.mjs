@@ -22,18 +22,25 @@ const TRACE = quick ? 100_000 : 1_000_000;
 const value = makeValue(100);
 
 const shared = ['SharedMap msgpack', 'SharedMap v8', 'SharedMap snapshot()'];
+const viaPrimary = 'process.send (primary)';
 // Each workload: its contestants, the one its ratios are taken against, its unit, and whether higher is better.
 const WORKLOADS = {
-  'get-uniform': { names: [...shared, 'lmdb', 'lru-cache (per process)', 'MmapShare whole object'], unit: 'gets/s' },
-  'get-zipf': { names: [...shared, 'lmdb', 'lru-cache (per process)'], unit: 'gets/s' },
-  'set-existing': { names: ['SharedMap msgpack', 'SharedMap v8', 'lmdb', 'lru-cache (per process)'], unit: 'sets/s' },
+  'get-uniform': {
+    names: [...shared, 'lmdb', 'lru-cache (per process)', 'MmapShare whole object', viaPrimary],
+    unit: 'gets/s',
+  },
+  'get-zipf': { names: [...shared, 'lmdb', 'lru-cache (per process)', viaPrimary], unit: 'gets/s' },
+  'set-existing': {
+    names: ['SharedMap msgpack', 'SharedMap v8', 'lmdb', 'lru-cache (per process)', viaPrimary],
+    unit: 'sets/s',
+  },
   'insert-new': { names: ['SharedMap msgpack', 'SharedMap v8', 'lmdb', 'lru-cache (per process)'], unit: 'inserts/s' },
   'insert-at-10k': {
     names: ['SharedMap msgpack', 'SharedMap v8', 'MmapShare whole object'],
     base: 'MmapShare whole object',
     unit: 'inserts/s at 10,000 keys',
   },
-  mixed: { names: [...shared, 'lmdb'], unit: 'ops/s, 4 processes, 90% get / 10% set' },
+  mixed: { names: [...shared, 'lmdb', viaPrimary], unit: 'ops/s, 4 processes, 90% get / 10% set' },
   'get-1k': { names: ['SharedMap msgpack', 'SharedMap snapshot()', 'lmdb'], unit: 'gets/s at 1,000 keys', keys: 1000 },
   'get-1m': {
     names: ['SharedMap msgpack', 'SharedMap snapshot()', 'lmdb'],
@@ -77,7 +84,8 @@ function trace(keys, length, zipf, seed = 1) {
 }
 
 // ops/s of `op(i)` over rounds of ROUND_MS, in batches that grow until a batch takes a millisecond; the median round.
-function throughput(op) {
+// `awaited` awaits each call, for the contestants that answer asynchronously: an await per call would slow the others.
+async function throughput(op, awaited) {
   const rounds = [];
   let i = 0;
   for (let round = -1; round < ROUNDS; round++) {
@@ -85,7 +93,8 @@ function throughput(op) {
     let batch = 1;
     const start = performance.now();
     for (let at = start; at - start < ROUND_MS; at = performance.now()) {
-      for (let n = 0; n < batch; n++) op(i++);
+      if (awaited) for (let n = 0; n < batch; n++) await op(i++);
+      else for (let n = 0; n < batch; n++) op(i++);
       ops += batch;
       if (performance.now() - at < 1) batch *= 2;
     }
@@ -95,25 +104,28 @@ function throughput(op) {
   return rounds.sort((a, b) => a - b)[ROUNDS >> 1];
 }
 
+// ops/s of one workload (but mixed) through `client`.
+async function measure(workload, name, client, keys) {
+  const awaited = mapContestants[name].isAsync === true;
+  const names = trace(keys, TRACE, workload === 'get-zipf').map(keyOf);
+  const at = (i) => names[i % names.length];
+  if (workload.startsWith('get')) return throughput((i) => client.get(at(i)), awaited);
+  if (workload === 'set-existing') return throughput((i) => client.set(at(i), value), awaited);
+  // New keys, a fixed number of them, so that no store has to evict or grow past what it was sized for.
+  const count = workload === 'insert-at-10k' ? (name.startsWith('MmapShare') ? 200 : 10_000) : keys / 2;
+  const start = performance.now();
+  for (let i = 0; i < count; i++) client.set(keyOf(keys + i), value);
+  return (count * 1000) / (performance.now() - start);
+}
+
 async function scenario(workload, name) {
   const contestant = mapContestants[name];
   const keys = WORKLOADS[workload].keys ?? (workload === 'insert-at-10k' ? 10_000 : KEYS);
   const ref = contestant.create(keys, value);
   try {
-    if (workload === 'mixed') return await mixed(name, ref, keys);
+    if (workload === 'mixed' || contestant.isAsync) return await inWorkers(workload, name, ref, keys);
     const client = contestant.attach(ref);
-    const names = trace(keys, TRACE, workload === 'get-zipf').map(keyOf);
-    const at = (i) => names[i % names.length];
-    let result;
-    if (workload.startsWith('get')) result = throughput((i) => client.get(at(i)));
-    else if (workload === 'set-existing') result = throughput((i) => client.set(at(i), value));
-    else {
-      // New keys, a fixed number of them, so that no store has to evict or grow past what it was sized for.
-      const count = workload === 'insert-at-10k' ? (name.startsWith('MmapShare') ? 200 : 10_000) : keys / 2;
-      const start = performance.now();
-      for (let i = 0; i < count; i++) client.set(keyOf(keys + i), value);
-      result = (count * 1000) / (performance.now() - start);
-    }
+    const result = await measure(workload, name, client, keys);
     client.close();
     return result;
   } finally {
@@ -121,29 +133,50 @@ async function scenario(workload, name) {
   }
 }
 
-async function mixed(name, ref, keys) {
-  const workers = Array.from({ length: 4 }, (_, seed) =>
-    fork(new URL(import.meta.url).pathname, ['mixed-worker', name, JSON.stringify(ref), String(keys), String(seed)]),
+// Runs the workload in forked workers (4 for mixed, else 1), which attach to `ref` or ask this process through
+// process.send; ops/s, summed over the workers.
+async function inWorkers(workload, name, ref, keys) {
+  const contestant = mapContestants[name];
+  const workers = Array.from({ length: workload === 'mixed' ? 4 : 1 }, (_, seed) =>
+    fork(
+      new URL(import.meta.url).pathname,
+      ['worker', workload, name, JSON.stringify(contestant.isAsync ? {} : ref), String(keys), String(seed)],
+      { serialization: 'advanced' },
+    ),
   );
-  const counts = await Promise.all(workers.map(async (worker) => (await once(worker, 'message'))[0]));
-  return counts.reduce((sum, count) => sum + count, 0) / (MIXED_MS / 1000);
+  workers.forEach((worker) => contestant.serve?.(ref, worker));
+  const results = await Promise.all(
+    workers.map(
+      (worker) => new Promise((resolve) => worker.on('message', (m) => m.result !== undefined && resolve(m.result))),
+    ),
+  );
+  return results.reduce((sum, result) => sum + result, 0);
 }
 
-async function mixedWorker(name, ref, keys, seed) {
-  const client = mapContestants[name].attach(JSON.parse(ref));
-  const names = trace(Number(keys), TRACE / 4, false, Number(seed) + 7).map(keyOf);
+async function worker(workload, name, ref, keys, seed) {
+  const contestant = mapContestants[name];
+  const client = contestant.attach(JSON.parse(ref));
+  const result =
+    workload === 'mixed'
+      ? await mixedOps(client, contestant.isAsync === true, Number(keys), Number(seed))
+      : await measure(workload, name, client, Number(keys));
+  client.close();
+  process.send({ result }, () => process.exit(0));
+}
+
+// ops/s of 90% gets and 10% sets of uniformly drawn keys, for MIXED_MS.
+async function mixedOps(client, awaited, keys, seed) {
+  const names = trace(keys, TRACE / 4, false, seed + 7).map(keyOf);
   let ops = 0;
   const start = performance.now();
   while (performance.now() - start < MIXED_MS) {
     for (let n = 0; n < 64; n++, ops++) {
       const key = names[ops % names.length];
-      if (ops % 10 === 9) client.set(key, value);
-      else client.get(key);
+      const call = ops % 10 === 9 ? client.set(key, value) : client.get(key);
+      if (awaited) await call;
     }
   }
-  client.close();
-  process.send(ops);
-  process.exit(0);
+  return (ops * 1000) / (performance.now() - start);
 }
 
 // The hit rate of SharedMap's sampled LRU on a Zipf trace, beside exact LRU (lru-cache) holding as many entries: a
@@ -258,7 +291,7 @@ async function inChild(what) {
 }
 
 if (role === 'scenario') process.stdout.write(JSON.stringify(await scenario(rest[0], rest[1])));
-else if (role === 'mixed-worker') await mixedWorker(...rest);
+else if (role === 'worker') await worker(...rest);
 else if (role === 'hit-rate') process.send(hitRates());
 else if (role === 'bytes') process.send(bytesPerEntry());
 else await primary();
