@@ -168,18 +168,8 @@ const messaging = {
     });
   },
   attach: () => {
-    const pending = new Map();
-    let next = 0;
-    process.on('message', (message) => {
-      pending.get(message.id)?.(message.value);
-      pending.delete(message.id);
-    });
-    const call = (op, value) =>
-      new Promise((resolve) => {
-        const id = next++;
-        pending.set(id, resolve);
-        process.send({ op, id, value });
-      });
+    const ask = askPrimary();
+    const call = (op, value) => ask({ op, value });
     return {
       get: () => call('get'),
       set: (value) => call('set', value),
@@ -191,6 +181,25 @@ const messaging = {
   },
   destroy: () => {},
 };
+
+/**
+ * In a worker: a function that sends `message` to the primary with a fresh `id` and resolves with the `value` of the
+ * reply that carries the same id.
+ */
+export function askPrimary() {
+  const pending = new Map();
+  let next = 0;
+  process.on('message', ({ id, value }) => {
+    pending.get(id)?.(value);
+    pending.delete(id);
+  });
+  return (message) =>
+    new Promise((resolve) => {
+      const id = next++;
+      pending.set(id, resolve);
+      process.send({ ...message, id });
+    });
+}
 
 /** Every contestant, by the name the table shows. The first is the one every ratio is taken against. */
 export const contestants = {

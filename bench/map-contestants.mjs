@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { open as openLmdb } from 'lmdb';
 import { MmapShare, SharedMap } from '../dist/index.mjs';
+import { askPrimary } from './contestants.mjs';
 
 export const keyOf = (i) => `key-${i}`;
 const kept = [];
@@ -99,18 +100,8 @@ const messaging = {
       worker.send({ id, value: op === 'get' ? map.get(key) : undefined });
     }),
   attach: () => {
-    const pending = new Map();
-    let next = 0;
-    process.on('message', ({ id, value }) => {
-      pending.get(id)?.(value);
-      pending.delete(id);
-    });
-    const call = (op, key, value) =>
-      new Promise((resolve) => {
-        const id = next++;
-        pending.set(id, resolve);
-        process.send({ id, op, key, value });
-      });
+    const ask = askPrimary();
+    const call = (op, key, value) => ask({ op, key, value });
     return { get: (key) => call('get', key), set: (key, value) => call('set', key, value), close: () => {} };
   },
   destroy: () => {},
