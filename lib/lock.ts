@@ -109,7 +109,7 @@ export function release(region: Lockable, free = () => unlock(region.fd)): void 
 
 // A lock word spins this long before it sleeps: writers hold it for about a microsecond.
 const SPIN_MS = 0.02;
-const LONGEST_SLEEP_MS = 1;
+const LONGEST_SLEEP_MS = 0.1;
 // How often a waiter asks whether the holder still runs.
 const HOLDER_CHECK_MS = 5;
 // Where a holder's mappings cannot be read, a waiter takes over after finding the holder words naming another process

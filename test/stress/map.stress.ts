@@ -1,5 +1,6 @@
-// SharedMap under stress: writers killed at random instants, random bytes in every part of the region, and random
-// operation sequences from two processes checked against a model Map. Each ends with its figure line.
+// SharedMap under stress: writers killed at random instants, random bytes in every part of the region, random
+// operation sequences from two processes checked against a model Map, and the lock word's liveness. Each ends with
+// its figure line.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -111,4 +112,22 @@ it(`map model: ${Math.ceil(stress.cases / 100)} random sequences from two proces
   );
   expect(map.verify().ok).toBe(true);
   figure(`map model: ${Math.ceil(stress.cases / 100)} sequences, ${steps} operations from two processes, all agreed`);
+});
+
+// The lock word promises no fairness either, so the bound catches starvation, not slowness, as for flock.
+const WAIT_BOUND_MS = 2000;
+
+it(`map liveness: 4 writers x ${stress.lockRounds} updates, no wait longer than ${WAIT_BOUND_MS} ms`, async () => {
+  const map = SharedMap.create<number>({ capacity: '1MB' });
+  defer(() => map.close());
+  const results = await Promise.all(
+    Array.from({ length: 4 }, () => run(fixture('map-lock-rounds.mjs'), [map.handle, String(stress.lockRounds)])),
+  );
+  const longest = Math.max(...results.map((result) => (JSON.parse(result.stdout) as { longest: number }).longest));
+  figure(
+    `map liveness: 4 writers x ${stress.lockRounds} updates, longest wait ${longest.toFixed(1)} ms ` +
+      `(bound ${WAIT_BOUND_MS} ms), count ${map.get('count')} of ${4 * stress.lockRounds}`,
+  );
+  expect(longest).toBeLessThan(WAIT_BOUND_MS);
+  expect(map.get('count')).toBe(4 * stress.lockRounds);
 });
