@@ -234,6 +234,11 @@ export function expiresOf(view: MapView, head: number): number {
   return view.f64[(view.chunkBase + head * CHUNK + R_EXPIRES_BYTE) >>> 3]!;
 }
 
+/** Whether an entry that expires at `expires` (0: never) has expired by `now`; the clock is read only if it may have. */
+export function isExpired(expires: number, now?: number): boolean {
+  return expires !== 0 && expires <= (now ?? Date.now());
+}
+
 /** The chunk after `chunk` in its chain, or END. */
 export function nextChunk(view: MapView, chunk: number): number {
   return view.words[view.tableBase + chunk]!;
@@ -256,7 +261,7 @@ export function allocate(view: MapView, count: number): number {
 }
 
 /** Gives the `count` chunks of the chain at `head` back to the free list. */
-export function release(view: MapView, head: number, count: number): void {
+export function freeChain(view: MapView, head: number, count: number): void {
   const { words } = view;
   let last = head;
   for (let walked = 1; walked < count; walked++) last = checkedNext(view, last);

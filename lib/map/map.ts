@@ -37,6 +37,7 @@ import {
   FLAG_PENDING,
   getBytes,
   initMap,
+  isExpired,
   type MapView,
   MAX_KEY_LIMIT,
   MAX_LOAD,
@@ -209,7 +210,7 @@ export class SharedMap<V = unknown> {
     if (
       cached !== undefined &&
       Atomics.load(view.words, slotWord(view, cached.slot) + S_VER) === cached.ver &&
-      (cached.expires === 0 || cached.expires > Date.now())
+      !isExpired(cached.expires)
     ) {
       touch(view, cached.slot);
       this.#count(true);
@@ -532,7 +533,7 @@ export class SharedMap<V = unknown> {
     ) {
       return RACE;
     }
-    if (pending || (expires !== 0 && expires <= Date.now())) return ABSENT;
+    if (pending || isExpired(expires)) return ABSENT;
     if (decode && valueLength > view.maxValue) {
       if (locked) throw corruptMap(`the entry in slot ${slot} claims ${valueLength} bytes`);
       return RACE;
@@ -790,10 +791,6 @@ export class SharedMap<V = unknown> {
     if (!(ms >= 0 && ms < Infinity)) throw corruptMap(`its default ttl is ${ms}`);
     return ms === 0 ? 0 : Date.now() + ms;
   }
-}
-
-function isExpired(expires: number, now: number): boolean {
-  return expires !== 0 && expires <= now;
 }
 
 // The float64 index of a counter row's hits (misses follow), and the word index of its pid (its start follows).

@@ -12,12 +12,13 @@ import {
   F_EXPIRATIONS,
   F_SETS,
   FLAG_PENDING,
+  freeChain,
+  isExpired,
   type Entry,
   type MapView,
   R_KEY,
   R_VALUE,
   recordChunks,
-  release,
   resetChunks,
   RECORD_HEADER,
   S_HEAD,
@@ -112,7 +113,7 @@ export function put(view: MapView, entry: Entry, now: number): number {
   } else {
     const oldHead = words[slotWord(view, slot) + S_HEAD]!;
     replaceSlot(view, slot, head, ver);
-    release(view, oldHead, oldChunks);
+    freeChain(view, oldHead, oldChunks);
     account(view, old.flags, old.expires, oldChunks, -1);
   }
   account(view, entry.flags, entry.expires, need, 1);
@@ -133,7 +134,7 @@ export function remove(view: MapView, slot: number, why: Removal): void {
   const head = Atomics.load(view.words, slotWord(view, slot) + S_HEAD);
   const record = recordOf(view, head);
   removeSlot(view, slot);
-  release(view, head, record.chunks);
+  freeChain(view, head, record.chunks);
   account(view, record.flags, record.expires, record.chunks, -1);
   if (why !== undefined) view.f64[why]!++;
   Atomics.add(view.words, W_VERSION, 1);
@@ -165,10 +166,7 @@ export function sweep(view: MapView, now: number, count: number): number {
     if (Atomics.load(words, word + S_VER) !== 0) {
       const head = Atomics.load(words, word + S_HEAD);
       const record = recordOf(view, head);
-      const stale =
-        record.flags & FLAG_PENDING
-          ? markers && !markerAlive(view, head)
-          : record.expires !== 0 && record.expires <= now;
+      const stale = record.flags & FLAG_PENDING ? markers && !markerAlive(view, head) : isExpired(record.expires, now);
       if (stale) {
         remove(view, slot, record.flags & FLAG_PENDING ? undefined : F_EXPIRATIONS);
         removed++;
@@ -245,7 +243,7 @@ function sample(view: MapView, keep: number, now: number): number {
       if (ver !== 0 && ver !== keep) {
         const record = recordOf(view, words[word + S_HEAD]!);
         if (!(record.flags & FLAG_PENDING)) {
-          if (record.expires !== 0 && record.expires <= now) {
+          if (isExpired(record.expires, now)) {
             sampledExpired = true;
             return slot;
           }
