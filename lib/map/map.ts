@@ -513,7 +513,12 @@ export class SharedMap<V = unknown> {
     let failure: unknown;
     if (decode && !pending && valueLength <= view.maxValue) {
       payload = getBytes(view, head, RECORD_HEADER + (keyWord & 0xffff), valueLength);
-      if (payload !== undefined && payload.buffer === view.bytes.buffer) {
+      // A broken chain is a writer's doing while it races this reader, and damage under the lock.
+      if (payload === undefined) {
+        if (locked) throw corruptMap(`the chain of chunk ${head} is broken`);
+        return RACE;
+      }
+      if (payload.buffer === view.bytes.buffer) {
         // A view of the mapping: a copyFirst codec copies it inside the race window; any other decodes it there.
         if (this.#codec.copyFirst) payload = new Uint8Array(payload);
         else {
