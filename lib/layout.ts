@@ -5,35 +5,39 @@
 // |-------|---------|--------------|---------------------------------------------|-------------------------------------------------|
 // | 0     | 0-3     | MAGIC        | creator, last step of initialisation        | the region is ready, and its kind: 0x48534d4d   |
 // |       |         |              |                                             | ("MMSH") one value, 0x4d534d4d ("MMSM") a map   |
-// | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 1                               |
+// | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 2                               |
 // | 2     | 8-11    | SIZE         | creator                                     | bytes in each slot (a map: bytes of the region) |
-// | 3     | 12-15   | COMMIT       | writer under LOCK_EX, after the payload     | version; 0 = never set; its parity names the    |
+// | 3     | 12-15   | COMMIT       | LOCK holder, after the payload              | version; 0 = never set; its parity names the    |
 // |       |         |              |                                             | slot holding the committed value                |
-// | 4     | 16-19   | LENGTH_0     | writer under LOCK_EX, before COMMIT         | payload bytes in slot 0                         |
-// | 5     | 20-23   | LENGTH_1     | writer under LOCK_EX, before COMMIT         | payload bytes in slot 1                         |
-// | 6     | 24-27   | HOLDER_PID   | each exclusive holder, right after flock    | pid of the exclusive holder; 0 when free        |
-// | 7     | 28-31   | HOLDER_START | each exclusive holder, right after flock    | its start time (clock ticks after boot, low 32) |
-// | 8     | 32-35   | DEAD_PID     | an exclusive holder that finds HOLDER_PID   | pid of a holder that died holding the lock,     |
+// | 4     | 16-19   | LENGTH_0     | LOCK holder, before COMMIT                  | payload bytes in slot 0                         |
+// | 5     | 20-23   | LENGTH_1     | LOCK holder, before COMMIT                  | payload bytes in slot 1                         |
+// | 6     | 24-27   | HOLDER_PID   | each LOCK holder, right after taking it     | pid of the LOCK holder; 0 when free             |
+// | 7     | 28-31   | HOLDER_START | each LOCK holder, right after taking it     | its start time (clock ticks after boot, low 32) |
+// | 8     | 32-35   | DEAD_PID     | a LOCK holder that finds HOLDER_PID         | pid of a holder that died holding the lock,     |
 // |       |         |              | set; cleared by the lock() that reports it  | until an explicit lock() reports it             |
 // | 9     | 36-39   | DEAD_START   | with DEAD_PID                               | that holder's start time                        |
 // | 10-11 | 40-47   | REGION_ID    | creator                                     | random id, carried in handles                   |
 // | 12    | 48-51   | CODEC        | creator                                     | hash of the codec's name (lib/codec.ts)         |
-// | 13-15 | 52-63   | reserved     |                                             | zero                                            |
-// | -     | 64...   | slot 0       | writer under LOCK_EX                        | `SIZE` bytes (a map: its own header goes on)    |
-// | -     | 64+SIZE | slot 1       | writer under LOCK_EX                        | `SIZE` bytes                                    |
+// | 13    | 52-55   | LOCK         | compare-and-swap by a writer (lib/lock.ts)  | the writers' lock: 0 free, else holder's pid    |
+// | 14    | 56-59   | PARKED       | a LOCK holder in a lock() of its own        | 1 while it also holds the exclusive flock, so   |
+// |       |         |              |                                             | waiters sleep in the kernel                     |
+// | 15    | 60-63   | PID_NS       | creator                                     | its pid namespace (inode, low 32 bits): LOCK    |
+// |       |         |              |                                             | holds pids, which mean nothing outside it       |
+// | -     | 64...   | slot 0       | LOCK holder                                 | `SIZE` bytes (a map: its own header goes on)    |
+// | -     | 64+SIZE | slot 1       | LOCK holder                                 | `SIZE` bytes                                    |
 //
 // Invariants. Every word is little-endian and read or written as one aligned 32-bit access (Atomics on a
-// Uint32Array), never byte by byte. Only the holder of the exclusive flock writes COMMIT, the lengths, the slots
-// and the holder words. A writer fills the slot that COMMIT does not name, then its length, and commits last with
-// one store of the next version, so a writer killed at any instant leaves the previous value whole. A holder
-// clears HOLDER_PID before it releases the flock, so a later holder that finds it set knows its predecessor died
-// inside its critical section: flock itself is released by the kernel when a holder dies.
+// Uint32Array), never byte by byte. Only the holder of LOCK writes COMMIT, the lengths, the slots, PARKED and the
+// holder words. A writer fills the slot that COMMIT does not name, then its length, and commits last with one store
+// of the next version, so a writer killed at any instant leaves the previous value whole. A holder clears HOLDER_PID
+// before it releases LOCK, so a later holder that finds it set knows its predecessor died inside its critical
+// section; a waiter takes LOCK over from a holder whose process is gone (lib/lock.ts).
 //
-// Readers take no lock (readUnlocked below); writers keep the exclusive flock among themselves.
+// Readers take no lock (readUnlocked below).
 import type { Codec } from './codec.js';
 import { shareError } from './errors.js';
 
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 export const HEADER_BYTES = 64;
 /** The largest `size` accepted: two slots and the header must fit one Node Buffer. */
 export const MAX_SIZE = 2 ** 30;
@@ -49,6 +53,9 @@ export const W_DEAD_PID = 8;
 export const W_DEAD_START = 9;
 export const W_REGION_ID = 10;
 export const W_CODEC = 12;
+export const W_LOCK = 13;
+export const W_PARKED = 14;
+export const W_PID_NS = 15;
 const HEADER_WORDS = HEADER_BYTES / 4;
 
 /** What a region holds: one value (MmapShare) or many keys (SharedMap). */
@@ -83,8 +90,10 @@ export function initHeader(
   size: number,
   id: readonly [number, number],
   codec: number,
+  pidNamespace: number,
 ): void {
   Atomics.store(words, W_LAYOUT, LAYOUT_VERSION);
+  Atomics.store(words, W_PID_NS, pidNamespace);
   Atomics.store(words, W_CODEC, codec);
   Atomics.store(words, W_SIZE, size);
   Atomics.store(words, W_REGION_ID, id[0]);
@@ -162,7 +171,7 @@ export function readLocked<T>(map: Mapping, codec: Codec<T>): Read<T> {
  * next written by the writer of `v + 2`, which can start only after `v + 1` is committed. So if COMMIT still reads
  * `v` after decoding slot `v & 1`, no byte of it changed while it was read. If COMMIT moved, a writer may have
  * rewritten the slot under the decoder: the bytes may be torn, the length may exceed the slot, the decoder may throw;
- * all of it is discarded and RACED returned, for the caller to retry or to fall back to the shared flock.
+ * all of it is discarded and RACED returned, for the caller to retry or to read under the lock.
  * Ordering: V8's Atomics.load is a sequentially consistent load and x86-64 never reorders loads with loads, so the
  * second COMMIT load happens after every payload load; on other architectures the caller reads under the lock.
  */

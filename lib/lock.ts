@@ -1,8 +1,9 @@
-// flock on a region's descriptor, and the holder words that tell the next holder whether its predecessor died.
-import { readFileSync } from 'node:fs';
+// The writers' lock: a word in the region, flock for waiters to sleep on, and the holder words that tell the next
+// holder whether its predecessor died.
+import { readFileSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, errnoOf, shareError } from './errors.js';
-import { W_DEAD_PID, W_DEAD_START, W_HOLDER_PID, W_HOLDER_START } from './layout.js';
+import { W_DEAD_PID, W_DEAD_START, W_HOLDER_PID, W_HOLDER_START, W_LOCK, W_PARKED } from './layout.js';
 import { fsExt } from './native.js';
 
 /** What `lock()` learned about the previous holder. */
@@ -21,6 +22,20 @@ export function startTimeOf(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+let ownNamespace: number | undefined;
+
+/** This process's pid namespace: the low 32 bits of its inode, or 0 where /proc does not tell. */
+export function pidNamespace(): number {
+  if (ownNamespace === undefined) {
+    try {
+      ownNamespace = statSync('/proc/self/ns/pid').ino % 2 ** 32;
+    } catch {
+      ownNamespace = 0;
+    }
+  }
+  return ownNamespace;
 }
 
 let ownStart: number | undefined;
@@ -75,39 +90,80 @@ export function checkTimeout(timeout: unknown = Infinity): number {
   return timeout;
 }
 
-// Locks held by instances of this thread, by region id: a blocking flock on another of its descriptors would never
-// return, because the holder can only release it from this same thread.
+// Locks held by instances of this thread, by region id: waiting for one would never end, because the holder can only
+// release it from this same thread.
 const heldInThisThread = new Set<string>();
 
-/** A region as the lock sees it: its id, its own descriptor, its header words. */
+/** A region as the lock sees it: its id, its own descriptor, its header words, the inode of its file. */
 interface Lockable {
   readonly id: string;
   readonly fd: number;
   readonly words: Uint32Array;
+  readonly inode: number;
 }
 
-/** Takes the flock with `take`, unless another instance of this thread holds it: waiting would never end. */
-export function blockingLock(region: Lockable, take: (fd: number) => void): void {
+/**
+ * Takes the writers' lock, waiting as long as it takes (blocking the thread), and records this process as its holder.
+ * `own` asks for a critical section of the caller's own (lock()): the holder then also takes the exclusive flock, so
+ * that waiters sleep in the kernel until it ends instead of polling.
+ */
+export function takeLock(region: Lockable, own = false): void {
   if (heldInThisThread.has(region.id)) {
     throw shareError('ERR_ALREADY_LOCKED', 'another instance in this thread holds the lock: waiting would deadlock');
   }
-  take(region.fd);
+  takeWordLock(region);
+  held(region, own);
 }
 
-/** Marks the exclusive lock just taken as held: in this thread, and by this process in the header. */
-export function markHeld(region: Lockable): void {
+/**
+ * Takes the writers' lock for a critical section of the caller's own if it is free, or if its holder is gone; false
+ * when someone holds it.
+ */
+export function tryTakeLock(region: Lockable): boolean {
+  if (heldInThisThread.has(region.id)) return false;
+  const holder = Atomics.compareExchange(region.words, W_LOCK, 0, process.pid);
+  if (holder !== 0 && !(holderGone(region, holder) && takeOver(region.words, holder))) return false;
+  held(region, true);
+  return true;
+}
+
+// Whether the process `pid`, found holding LOCK, can never release it: it is gone, its pid names a later process than
+// the one the holder words recorded, or it does not map the region.
+function holderGone(region: Lockable, pid: number): boolean {
+  const start = startTimeOf(pid);
+  if (start === undefined) return true;
+  const { words } = region;
+  if (Atomics.load(words, W_HOLDER_PID) === pid && Atomics.load(words, W_HOLDER_START) !== start) return true;
+  return isMappedBy(pid, region.inode) === false;
+}
+
+// Takes LOCK over from `holder`, unless another waiter did first.
+function takeOver(words: Uint32Array, holder: number): boolean {
+  if (Atomics.compareExchange(words, W_LOCK, holder, process.pid) !== holder) return false;
+  // The flock of a holder that died is free already; PARKED is what it left behind.
+  Atomics.store(words, W_PARKED, 0);
+  return true;
+}
+
+function held(region: Lockable, own: boolean): void {
   recordHolder(region.words);
   heldInThisThread.add(region.id);
+  if (own) {
+    // Waiters take the shared flock only once PARKED is set, and drop it at once: this wait is short.
+    fsExt.flockSync(region.fd, 'ex');
+    Atomics.store(region.words, W_PARKED, 1);
+  }
 }
 
-/** Clears the holder words and releases the exclusive lock: the flock, unless `free` releases another. */
-export function release(region: Lockable, free = () => unlock(region.fd)): void {
+/** Releases the writers' lock: the holder words first, so that a holder seen there while the lock is free died. */
+export function releaseLock(region: Lockable): void {
   clearHolder(region.words);
   heldInThisThread.delete(region.id);
-  free();
+  if (Atomics.exchange(region.words, W_PARKED, 0) !== 0) fsExt.flockSync(region.fd, 'un');
+  Atomics.store(region.words, W_LOCK, 0);
 }
 
-// A lock word spins this long before it sleeps: writers hold it for about a microsecond.
+// A waiter spins this long before it sleeps: writers hold the lock for about a microsecond.
 const SPIN_MS = 0.02;
 const LONGEST_SLEEP_MS = 0.1;
 // How often a waiter asks whether the holder still runs.
@@ -118,16 +174,17 @@ const UNRECORDED_CHECKS = 20;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /**
- * Takes the lock that is the word `word` of `words`: 0 when free, else the pid of its holder. It costs no system call,
- * where flock costs two. A waiter spins briefly, then sleeps in growing steps; every HOLDER_CHECK_MS it checks that the
- * holder could hold it: that its process still runs (the same pid with the same start time it first saw) and that
- * `maps(pid)`, the region is mapped in it (undefined when that cannot be read: then that the holder words name it).
- * The lock of a holder that cannot is taken over with a compare-and-swap, so by one waiter. Blocks the thread while
- * it waits.
+ * Takes the LOCK word: 0 when free, else the pid of its holder. It costs no system call, where flock costs two. A
+ * waiter spins briefly, then sleeps in growing steps, or in the shared flock while the holder is in a critical section
+ * of its own (PARKED). Every HOLDER_CHECK_MS, and whenever the flock comes free while PARKED stays set, it checks
+ * that the holder could hold it: that its process still runs (the same pid with the same start time it first saw) and
+ * that it maps the region (when /proc/<pid>/maps cannot be read: that the holder words name it). The lock of a holder
+ * that cannot is taken over with a compare-and-swap, so by one waiter.
  */
-export function takeWordLock(words: Uint32Array, word: number, maps: (pid: number) => boolean | undefined): void {
+function takeWordLock(region: Lockable): void {
+  const { words, fd } = region;
   const pid = process.pid;
-  let holder = Atomics.compareExchange(words, word, 0, pid);
+  let holder = Atomics.compareExchange(words, W_LOCK, 0, pid);
   if (holder === 0) return;
   let seen = holder;
   let seenStart = startTimeOf(holder);
@@ -136,9 +193,9 @@ export function takeWordLock(words: Uint32Array, word: number, maps: (pid: numbe
   let unrecorded = 0;
   let sleep = 0.01;
   for (;;) {
-    holder = Atomics.load(words, word);
+    holder = Atomics.load(words, W_LOCK);
     if (holder === 0) {
-      holder = Atomics.compareExchange(words, word, 0, pid);
+      holder = Atomics.compareExchange(words, W_LOCK, 0, pid);
       if (holder === 0) return;
     }
     const now = performance.now();
@@ -146,15 +203,21 @@ export function takeWordLock(words: Uint32Array, word: number, maps: (pid: numbe
       [seen, seenStart, since, checked, sleep, unrecorded] = [holder, startTimeOf(holder), now, now, 0.01, 0];
     }
     if (now - since < SPIN_MS) continue;
+    if (Atomics.load(words, W_PARKED) !== 0) {
+      fsExt.flockSync(fd, 'sh');
+      fsExt.flockSync(fd, 'un');
+      // The flock came free with the lock still held and PARKED still set: the holder may have died with it.
+      if (Atomics.load(words, W_LOCK) === seen && Atomics.load(words, W_PARKED) !== 0) checked = -Infinity;
+    }
     if (now - checked >= HOLDER_CHECK_MS) {
       checked = now;
       // A holder that is gone, whose pid now names a later process, or that does not map the region (a lock word
       // damaged into another process's pid) never releases: take its lock over.
       const running = seenStart !== undefined && startTimeOf(holder) === seenStart;
-      const mapped = running ? maps(holder) : false;
+      const mapped = running ? isMappedBy(holder, region.inode) : false;
       unrecorded = Atomics.load(words, W_HOLDER_PID) === holder ? 0 : unrecorded + 1;
       if (mapped === false || (mapped === undefined && unrecorded >= UNRECORDED_CHECKS)) {
-        if (Atomics.compareExchange(words, word, holder, pid) === holder) return;
+        if (takeOver(words, holder)) return;
         continue;
       }
     }
@@ -163,9 +226,13 @@ export function takeWordLock(words: Uint32Array, word: number, maps: (pid: numbe
   }
 }
 
-/** Releases the lock word; the holder words are cleared first (release()). */
-export function dropWordLock(words: Uint32Array, word: number): void {
-  Atomics.store(words, word, 0);
+/** Whether process `pid` maps the file with inode `inode`; undefined when its maps cannot be read. */
+function isMappedBy(pid: number, inode: number): boolean | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/maps`, 'latin1').includes(` ${inode} `);
+  } catch (error) {
+    return errnoOf(error) === 'ENOENT' ? false : undefined;
+  }
 }
 
 /** Whether the process that recorded (pid, start) still runs: a reused pid has another start time. */
@@ -173,32 +240,8 @@ export function isAlive(pid: number, start: number): boolean {
   return startTimeOf(pid) === start;
 }
 
-export function lockExclusive(fd: number): void {
-  fsExt.flockSync(fd, 'ex');
-}
-
-export function lockShared(fd: number): void {
-  fsExt.flockSync(fd, 'sh');
-}
-
-export function unlock(fd: number): void {
-  fsExt.flockSync(fd, 'un');
-}
-
-/** Takes the exclusive lock if no one holds it; false when someone does. */
-export function tryLockExclusive(fd: number): boolean {
-  try {
-    fsExt.flockSync(fd, 'exnb');
-    return true;
-  } catch (error) {
-    const code = errnoOf(error);
-    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return false;
-    throw error;
-  }
-}
-
-/** Records this process as the holder, right after it took the exclusive flock; keeps note of a dead predecessor. */
-export function recordHolder(words: Uint32Array): void {
+// Records this process as the holder, right after it took the lock; keeps note of a dead predecessor.
+function recordHolder(words: Uint32Array): void {
   const previous = Atomics.load(words, W_HOLDER_PID);
   if (previous !== 0) {
     Atomics.store(words, W_DEAD_START, Atomics.load(words, W_HOLDER_START));
@@ -208,7 +251,7 @@ export function recordHolder(words: Uint32Array): void {
   Atomics.store(words, W_HOLDER_PID, process.pid);
 }
 
-// Clears the holder words; must run before the flock is released.
+// Clears the holder words; must run before the lock is released.
 function clearHolder(words: Uint32Array): void {
   Atomics.store(words, W_HOLDER_PID, 0);
   Atomics.store(words, W_HOLDER_START, 0);
@@ -226,7 +269,7 @@ export function takeDeadHolder(words: Uint32Array): LockInfo {
 /** Describes the current exclusive holder for an error message; read without the lock, so only a hint. */
 export function describeHolder(words: Uint32Array): string {
   const pid = Atomics.load(words, W_HOLDER_PID);
-  if (pid === 0) return 'held by readers or by a holder that is just releasing it';
+  if (pid === 0) return 'held by a process that is just taking or releasing it';
   const state = isAlive(pid, Atomics.load(words, W_HOLDER_START)) ? 'running' : 'gone';
   return `held by pid ${pid} (${state})`;
 }

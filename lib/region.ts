@@ -16,7 +16,9 @@ import {
   type RegionKind,
   regionId,
   W_CODEC,
+  W_PID_NS,
 } from './layout.js';
+import { pidNamespace } from './lock.js';
 import { mapShared } from './native.js';
 
 /** An open region: its own descriptor (so its own flock) and its mapping. */
@@ -59,7 +61,7 @@ export function createRegion(
     const map = mapRegion(fd, bytes);
     const id = randomBytes(8);
     init?.(map.bytes);
-    initHeader(map.words, kind, size, [id.readUInt32LE(0), id.readUInt32LE(4)], codec);
+    initHeader(map.words, kind, size, [id.readUInt32LE(0), id.readUInt32LE(4)], codec, pidNamespace());
     return opened(map, kind, size, fd, absolute);
   } catch (error) {
     closeSync(fd);
@@ -109,6 +111,12 @@ export function attachRegion(refOrName: string): Region {
     if (stat.size <= HEADER_BYTES) throw shareError('ERR_BAD_HANDLE', `${ref} is not an mmap-share region`);
     const map = mapRegion(own, stat.size);
     const { kind, size } = checkHeader(map.words, stat.size, ref);
+    if (Atomics.load(map.words, W_PID_NS) !== pidNamespace()) {
+      throw shareError(
+        'ERR_BAD_HANDLE',
+        `${ref} was created in another pid namespace, whose pids its lock cannot check`,
+      );
+    }
     if (id !== undefined && regionId(map.words) !== id) {
       throw shareError('ERR_BAD_HANDLE', `${ref} is gone: its process now holds another region at that descriptor`);
     }
@@ -116,15 +124,6 @@ export function attachRegion(refOrName: string): Region {
   } catch (error) {
     closeSync(own);
     throw error;
-  }
-}
-
-/** Whether process `pid` maps the file with inode `inode`; undefined when its maps cannot be read. */
-export function isMappedBy(pid: number, inode: number): boolean | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/maps`, 'latin1').includes(` ${inode} `);
-  } catch (error) {
-    return errnoOf(error) === 'ENOENT' ? false : undefined;
   }
 }
 

@@ -3,19 +3,15 @@ import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolve
 import { describe, shareError } from './errors.js';
 import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
 import {
-  blockingLock,
   checkTimeout,
   describeHolder,
   LOCK_FREE_TRIES,
   type LockInfo,
-  lockExclusive,
-  lockShared,
-  markHeld,
   pollUntil,
-  release,
+  releaseLock,
   takeDeadHolder,
-  tryLockExclusive,
-  unlock,
+  takeLock,
+  tryTakeLock,
 } from './lock.js';
 import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region, unlinkRegion } from './region.js';
 import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
@@ -151,14 +147,14 @@ export class MmapShare<T = unknown> {
   /** Takes the exclusive lock, waiting as long as it takes; blocks the thread while it waits. */
   lock(): LockInfo {
     this.#notLocked();
-    this.#blockingLock(lockExclusive);
+    takeLock(this.#open(), true);
     return this.#acquired();
   }
 
   /** Takes the exclusive lock if it is free; undefined when someone else holds it. */
   tryLock(): LockInfo | undefined {
     this.#notLocked();
-    return tryLockExclusive(this.#open().fd) ? this.#acquired() : undefined;
+    return tryTakeLock(this.#open()) ? this.#acquired() : undefined;
   }
 
   /**
@@ -170,7 +166,7 @@ export class MmapShare<T = unknown> {
     this.#open();
     return pollUntil(
       // Another call on this instance may have taken the lock while this one slept; wait for its unlock.
-      () => (!this.#locked && tryLockExclusive(this.#open().fd) ? this.#acquired() : undefined),
+      () => (!this.#locked && tryTakeLock(this.#open()) ? this.#acquired() : undefined),
       timeout,
       options.signal,
       () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open().words)}`,
@@ -233,12 +229,12 @@ export class MmapShare<T = unknown> {
       const read = readUnlocked(region, this.#codec);
       if (read !== RACED) return read;
     }
-    // Writers kept committing while this reader decoded: the shared flock makes them wait, so it cannot starve.
-    this.#blockingLock(lockShared);
+    // Writers kept committing while this reader decoded: under the lock they wait, so it cannot starve.
+    takeLock(region);
     try {
       return readLocked(region, this.#codec);
     } finally {
-      unlock(region.fd);
+      releaseLock(region);
     }
   }
 
@@ -247,34 +243,23 @@ export class MmapShare<T = unknown> {
     if (this.#locked) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
   }
 
-  #blockingLock(take: (fd: number) => void): void {
-    blockingLock(this.#open(), take);
-  }
-
-  // Marks the exclusive flock just taken as held: by this instance, and by this process in the header.
-  #held(region: Region): void {
-    markHeld(region);
-    this.#locked = true;
-  }
-
   #acquired(): LockInfo {
-    const region = this.#open();
-    this.#held(region);
-    return takeDeadHolder(region.words);
+    this.#locked = true;
+    return takeDeadHolder(this.#open().words);
   }
 
   #release(region: Region): void {
     this.#locked = false;
-    release(region);
+    releaseLock(region);
   }
 
   // Runs `work` holding the exclusive lock, taking it only if this instance does not hold it already. Calls made
   // from `work` on this instance (an update function that calls get()) see the lock as held and do not take it.
   #exclusive<R>(work: () => R): R {
     if (this.#locked) return work();
-    this.#blockingLock(lockExclusive);
     const region = this.#open();
-    this.#held(region);
+    takeLock(region);
+    this.#locked = true;
     try {
       return work();
     } finally {

@@ -1,11 +1,22 @@
 // Reaching one region from other instances, processes and threads: by handle, by name, by path.
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { chownSync, readdirSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { MmapShare } from '../dist/index.mjs';
-import { attached, canMakeMountNamespace, fixture, fresh, inMountNamespace, Peer, run, tempDir } from './helpers.js';
+import {
+  attached,
+  canMakeMountNamespace,
+  canMakePidNamespace,
+  fixture,
+  fresh,
+  inMountNamespace,
+  Peer,
+  run,
+  tempDir,
+} from './helpers.js';
 
 describe('attach by handle', () => {
   it('reaches the same value from a second instance in this thread, through a descriptor of its own', () => {
@@ -133,6 +144,22 @@ describe('attach by path', () => {
     expect(() => MmapShare.attach(path)).toThrow(
       expect.objectContaining({ code: 'ERR_BAD_HANDLE', message: expect.stringContaining('belongs to uid 65534') }),
     );
+  });
+
+  it.runIf(canMakePidNamespace)('refuses a process in another pid namespace, whose pids the lock cannot check', () => {
+    const path = join(tempDir(), 'elsewhere');
+    fresh(64, { path, value: 'here' });
+    const script = `try { require(process.argv[1]).MmapShare.attach(process.argv[2]) } catch (e) { console.log(e.code) }`;
+    const inside = spawnSync('unshare', [
+      '-rpf',
+      process.execPath,
+      '-e',
+      script,
+      require.resolve('../dist/index.js'),
+      path,
+    ]);
+    expect(inside.stdout.toString().trim()).toBe('ERR_BAD_HANDLE');
+    expect(attached(path).get()).toBe('here');
   });
 
   it('refuses a symbolic link to a region', () => {

@@ -118,6 +118,9 @@ export const maxMapCount = Number(readFileSync('/proc/sys/vm/max_map_count', 'ut
 
 export const canMakeMountNamespace = spawnSync('unshare', ['-rm', 'true']).status === 0;
 
+/** Whether this machine lets a test run a process in a pid namespace of its own (unshare -rpf). */
+export const canMakePidNamespace = spawnSync('unshare', ['-rpf', 'true']).status === 0;
+
 /** Runs a fixture shell script in a private mount namespace and parses the JSON it prints. */
 export function inMountNamespace(script: string): unknown {
   return JSON.parse(execFileSync('unshare', ['-rm', fixture(script)], { encoding: 'utf8' }));

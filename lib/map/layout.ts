@@ -21,7 +21,6 @@
 // | 120-123 (w30)    | EXPIRING      | writer                              | entries with an expiry time                   |
 // | 124-127 (w31)    | SWEEP         | writer                              | next slot the expiry sweep looks at           |
 // | 128-131 (w32)    | PENDING_CHUNKS| writer                              | chunks held by fetch markers                  |
-// | 132-135 (w33)    | LOCK          | compare-and-swap by the writer      | the writers' lock: 0 free, else holder's pid  |
 // | 192-255 (f24-31) | TTL, SETS,... | creator (TTL); writers              | float64: default ttl ms; sets, deletes,       |
 // |                  |               |                                     | evictions, expirations, hits and misses of    |
 // |                  |               |                                     | closed instances, repairs                     |
@@ -36,9 +35,8 @@
 // An entry is a record laid over a chain of chunks: a 24-byte header (VER, HASH, KEYLEN | FLAGS << 16, VALUELEN,
 // EXPIRES as float64 ms since the epoch, 0 for never) in its first chunk, then the key's UTF-8 bytes, then the value.
 //
-// Invariants. Writers exclude each other with the LOCK word (lib/lock.ts takeWordLock: no system call, and a holder
-// whose process is gone is taken over), and record themselves in the common header's holder words as flock holders do.
-// Only the holder of LOCK writes anything but STAMP words and counter rows. A slot is
+// Invariants. Writers exclude each other with the common header's LOCK word (lib/lock.ts: no system call, and a holder
+// whose process is gone is taken over). Only the holder of LOCK writes anything but STAMP words and counter rows. A slot is
 // empty when VER is 0; otherwise VER equals the VER of the record at HEAD, a number given to no other record since
 // (SEQ, 32 bits: a reader would have to sleep through 4 billion writes to be fooled). A writer fills a record
 // completely, its VER last, before a slot points to it, and frees a record's chunks only after no slot points to it;
@@ -75,7 +73,6 @@ export const W_FREE_COUNT = 29;
 export const W_EXPIRING = 30;
 export const W_SWEEP = 31;
 export const W_PENDING_CHUNKS = 32;
-export const W_LOCK = 33;
 
 export const F_TTL = 24;
 export const F_SETS = 25;

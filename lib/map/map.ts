@@ -3,19 +3,16 @@
 import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import {
-  blockingLock,
   checkTimeout,
-  dropWordLock,
   isAlive,
   LOCK_FREE_TRIES,
-  markHeld,
   ownStartTime,
   pollUntil,
-  release,
+  releaseLock,
   takeDeadHolder,
-  takeWordLock,
+  takeLock,
 } from '../lock.js';
-import { attachKind, checkPlacement, closeRegion, createRegion, envKey, isMappedBy, type Region } from '../region.js';
+import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region } from '../region.js';
 import {
   attachView,
   chunkWord,
@@ -52,7 +49,6 @@ import {
   W_ENTRIES,
   W_EPOCH,
   W_FREE_COUNT,
-  W_LOCK,
   W_PENDING,
   W_VERSION,
   CHUNK,
@@ -466,16 +462,14 @@ export class SharedMap<V = unknown> {
     this.#open();
     const region = this.#region!;
     if (this.#locked) return work();
-    const { words } = this.#view;
-    blockingLock(region, () => takeWordLock(words, W_LOCK, (pid) => isMappedBy(pid, region.inode)));
-    markHeld(region);
+    takeLock(region);
     this.#locked = true;
     try {
       if (takeDeadHolder(region.words).ownerDied) repair(this.#view);
       return work();
     } finally {
       this.#locked = false;
-      release(region, () => dropWordLock(words, W_LOCK));
+      releaseLock(region);
     }
   }
 
