@@ -14,31 +14,39 @@ export interface Codec<T = unknown> {
   readonly copyFirst?: boolean;
 }
 
-/** `'v8'` (full structured-clone fidelity, the default), `'msgpack'` (faster to decode), or a codec of your own. */
-export type CodecOption<T = unknown> = 'v8' | 'msgpack' | Codec<T>;
+/**
+ * `'v8'` (full structured-clone fidelity, the default), `'msgpack'` (plain data, the fastest), `'msgpack-refs'`
+ * (msgpack that keeps shared and circular references), or a codec of your own.
+ */
+export type CodecOption<T = unknown> = 'v8' | 'msgpack' | 'msgpack-refs' | Codec<T>;
 
 // v8.deserialize returns typed arrays and Buffers as views of its input where alignment allows, so it must decode a
 // private copy of the slot, never the slot itself: copyFirst. The copy also keeps the slow decoding out of a lock-free
 // read's race window (lib/layout.ts).
 const v8Codec: Codec = { name: 'v8', encode: serialize, decode: deserialize, copyFirst: true };
 
-let msgpackCodec: Codec | undefined;
+const msgpackCodecs = new Map<string, Codec>();
 
 // msgpackr is loaded on first use, so that regions using the v8 codec never pay for it. copyBuffers: decoded binary
-// data must not be a view of a slot that a later writer overwrites.
-function msgpack(): Codec {
-  if (msgpackCodec === undefined) {
-    const { Packr } = require('msgpackr') as typeof import('msgpackr');
+// data must not be a view of a slot that a later writer overwrites. structuredClone, for 'msgpack-refs', tracks every
+// object it encodes in a Map to find references again: it doubles the cost of encoding a large value, so plain data
+// does without it, as lmdb-js does. Every encode reuses one buffer (RESET_BUFFER_MODE): the bytes it returns are
+// copied into the region before the next encode can run.
+function msgpack(name: 'msgpack' | 'msgpack-refs'): Codec {
+  let codec = msgpackCodecs.get(name);
+  if (codec === undefined) {
+    const { Packr, RESET_BUFFER_MODE } = require('msgpackr') as typeof import('msgpackr');
     const packr = new Packr({
-      structuredClone: true,
+      structuredClone: name === 'msgpack-refs',
       useRecords: true,
       moreTypes: true,
       copyBuffers: true,
       useBigIntExtension: true,
     });
-    msgpackCodec = { name: 'msgpack', encode: (value) => packr.pack(value), decode: (bytes) => packr.unpack(bytes) };
+    codec = { name, encode: (value) => packr.pack(value, RESET_BUFFER_MODE), decode: (bytes) => packr.unpack(bytes) };
+    msgpackCodecs.set(name, codec);
   }
-  return msgpackCodec;
+  return codec;
 }
 
 /** The bytes of `value`; a codec that throws makes ERR_NOT_SERIALIZABLE. */
@@ -52,7 +60,7 @@ export function encodeValue<T>(codec: Codec<T>, value: T): Uint8Array {
 
 export function resolveCodec(option: unknown = 'v8'): Codec {
   if (option === 'v8') return v8Codec;
-  if (option === 'msgpack') return msgpack();
+  if (option === 'msgpack' || option === 'msgpack-refs') return msgpack(option);
   const codec = option as Codec;
   if (
     typeof codec !== 'object' ||
@@ -62,7 +70,7 @@ export function resolveCodec(option: unknown = 'v8'): Codec {
     typeof codec.encode !== 'function' ||
     typeof codec.decode !== 'function'
   ) {
-    throw shareError('ERR_BAD_OPTION', "codec must be 'v8', 'msgpack' or { name, encode, decode }");
+    throw shareError('ERR_BAD_OPTION', "codec must be 'v8', 'msgpack', 'msgpack-refs' or { name, encode, decode }");
   }
   // Bound once here, so the read path can pass decode around without losing the codec's `this`.
   return {
@@ -89,7 +97,8 @@ export function codecFor(id: number, given: unknown): Codec {
     return codec;
   }
   if (id === codecId('v8')) return v8Codec;
-  if (id === codecId('msgpack')) return msgpack();
+  if (id === codecId('msgpack')) return msgpack('msgpack');
+  if (id === codecId('msgpack-refs')) return msgpack('msgpack-refs');
   throw shareError(
     'ERR_CODEC_MISMATCH',
     'the region was written by a codec of its own: pass it to attach() as { codec }',

@@ -23,7 +23,7 @@ export interface CreateOptions<T> {
   path?: string;
   /** The first value, committed as version 1. */
   value?: T;
-  /** How values are turned into bytes: 'v8' (default), 'msgpack', or `{ name, encode, decode }`. */
+  /** How values are turned into bytes: 'v8' (default), 'msgpack', 'msgpack-refs', or `{ name, encode, decode }`. */
   codec?: CodecOption<T>;
 }
 

@@ -12,8 +12,8 @@ const json: Codec<unknown> = {
   decode: (bytes) => JSON.parse(Buffer.from(bytes).toString()),
 };
 
-describe("the 'msgpack' codec", () => {
-  it.each([
+describe("the 'msgpack' codecs", () => {
+  const plain = [
     ['nested objects', { a: [1, 'two', { three: null }], b: true }],
     ['a Map', new Map<unknown, unknown>([['k', { v: 1 }]])],
     ['a Set', new Set([1, 'x'])],
@@ -22,35 +22,61 @@ describe("the 'msgpack' codec", () => {
     ['a BigInt', 2n ** 90n],
     ['undefined', undefined],
     ['typed arrays', { u8: new Uint8Array([1, 2]), f64: new Float64Array([0.5]), big: new BigInt64Array([-3n]) }],
-    ['a circular reference', circular],
-  ])('round-trips %s', (_, value) => {
+  ] as const;
+  it.each(plain)("'msgpack' round-trips %s", (_, value) => {
     const share = fresh(4096, { codec: 'msgpack' });
     share.set(value);
     expect(share.get()).toStrictEqual(value);
   });
 
-  it.each(['v8', 'msgpack'] as const)('%s decodes binary data into copies that later writes do not touch', (codec) => {
-    const binary = (n: number) => ({
-      bytes: new Uint8Array([n, n, n]),
-      floats: new Float64Array([n + 0.5]),
-      buffer: Buffer.from([n]),
-      ...(codec === 'v8' ? { view: new DataView(new Uint8Array([n, n]).buffer) } : {}),
-    });
-    const share = fresh(4096, { codec });
-    share.set(binary(7));
-    const before = share.get();
-    share.set(binary(1));
-    share.set(binary(2));
-    expect(before).toStrictEqual(binary(7));
-    expect(Buffer.isBuffer((before as { buffer: unknown }).buffer)).toBe(true);
+  it.each([...plain, ['a circular reference', circular]] as const)("'msgpack-refs' round-trips %s", (_, value) => {
+    const share = fresh(4096, { codec: 'msgpack-refs' });
+    share.set(value);
+    expect(share.get()).toStrictEqual(value);
   });
 
-  it('is found again from the region by attach() in another process', async () => {
-    const share = fresh(1024, { codec: 'msgpack', value: new Map([['from', 'creator']]) });
-    const child = new Peer();
-    await child.call('attach', { ref: share.handle });
-    expect(await child.call('get')).toStrictEqual(new Map([['from', 'creator']]));
+  it("'msgpack-refs' keeps a shared reference shared; 'msgpack' copies it and refuses a cycle, keeping the value", () => {
+    const part = { n: 1 };
+    const refs = fresh<{ a: object; b: object }>(4096, { codec: 'msgpack-refs', value: { a: part, b: part } });
+    const back = refs.get()!;
+    expect(back.a).toBe(back.b);
+    const plainShare = fresh<unknown>(4096, { codec: 'msgpack', value: { a: part, b: part } });
+    const copied = plainShare.get() as { a: object; b: object };
+    expect(copied).toStrictEqual({ a: part, b: part });
+    expect(copied.a).not.toBe(copied.b);
+    expect(() => plainShare.set(circular)).toThrow(expect.objectContaining({ code: 'ERR_NOT_SERIALIZABLE' }));
+    expect(plainShare.get()).toStrictEqual(copied);
+    expect(plainShare.version).toBe(1);
   });
+
+  it.each(['v8', 'msgpack', 'msgpack-refs'] as const)(
+    '%s decodes binary data into copies that later writes do not touch',
+    (codec) => {
+      const binary = (n: number) => ({
+        bytes: new Uint8Array([n, n, n]),
+        floats: new Float64Array([n + 0.5]),
+        buffer: Buffer.from([n]),
+        ...(codec === 'v8' ? { view: new DataView(new Uint8Array([n, n]).buffer) } : {}),
+      });
+      const share = fresh(4096, { codec });
+      share.set(binary(7));
+      const before = share.get();
+      share.set(binary(1));
+      share.set(binary(2));
+      expect(before).toStrictEqual(binary(7));
+      expect(Buffer.isBuffer((before as { buffer: unknown }).buffer)).toBe(true);
+    },
+  );
+
+  it.each(['msgpack', 'msgpack-refs'] as const)(
+    '%s is found again from the region by attach() in another process',
+    async (codec) => {
+      const share = fresh(1024, { codec, value: new Map([['from', 'creator']]) });
+      const child = new Peer();
+      await child.call('attach', { ref: share.handle });
+      expect(await child.call('get')).toStrictEqual(new Map([['from', 'creator']]));
+    },
+  );
 });
 
 describe('a codec of your own', () => {

@@ -74,7 +74,7 @@ export interface SharedMapOptions<V> {
   name?: string;
   /** Backs the region with this file (created exclusively, mode 0600) instead of a file with no name. */
   path?: string;
-  /** How values are turned into bytes: 'v8' (default), 'msgpack', or `{ name, encode, decode }`. */
+  /** How values are turned into bytes: 'v8' (default), 'msgpack', 'msgpack-refs', or `{ name, encode, decode }`. */
   codec?: CodecOption<V>;
 }
 
