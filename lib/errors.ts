@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'ERR_NO_SPACE'
   | 'ERR_CLOSED'
   | 'ERR_CODEC_MISMATCH'
-  | 'ERR_NATIVE_ADDON';
+  | 'ERR_NATIVE_ADDON'
+  | 'ERR_CONNECTION';
 
 // Codes whose errors are also the matching built-in, so `instanceof RangeError` works as it does for Node's own errors.
 const rangeCodes: ReadonlySet<ErrorCode> = new Set(['ERR_BAD_SIZE', 'ERR_VALUE_TOO_LARGE']);

@@ -2,6 +2,9 @@
 export { MAX_CAPACITY, MAX_SIZE, MIN_CAPACITY, MmapShare, MmapShareError, SharedMap } from './index.js';
 export type {
   AttachOptions,
+  Awaitable,
+  Cache,
+  CacheStats,
   ChangesOptions,
   Codec,
   CodecOption,
@@ -13,6 +16,7 @@ export type {
   LockInfo,
   MapStats,
   SetOptions,
+  Share,
   SharedMapOptions,
   Verification,
   WatchOptions,

@@ -5,6 +5,7 @@ export type { Codec, CodecOption } from './codec.js';
 export type { LockInfo } from './lock.js';
 export { MmapShareError, type ErrorCode } from './errors.js';
 export { MAX_SIZE } from './layout.js';
+export type { Awaitable, Cache, CacheStats, Share } from './api.js';
 export {
   SharedMap,
   MAX_CAPACITY,

@@ -60,7 +60,7 @@ const LONGEST_PAUSE_MS = 16;
  * ERR_LOCK_TIMEOUT (the message from `explain`) once `timeout` ms have passed, and with an AbortError on `signal`.
  */
 export async function pollUntil<R>(
-  ready: () => R | undefined,
+  ready: () => R | undefined | Promise<R | undefined>,
   timeout: number,
   signal: AbortSignal | undefined,
   explain: () => string,
@@ -68,7 +68,7 @@ export async function pollUntil<R>(
   signal?.throwIfAborted();
   const deadline = performance.now() + timeout;
   for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, LONGEST_PAUSE_MS)) {
-    const result = ready();
+    const result = await ready();
     if (result !== undefined) return result;
     const left = deadline - performance.now();
     if (left <= 0) throw shareError('ERR_LOCK_TIMEOUT', explain());

@@ -1,4 +1,5 @@
 // MmapShare: one structured value shared by processes and threads, behind flock.
+import type { Share } from './api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from './codec.js';
 import { describe, shareError } from './errors.js';
 import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
@@ -43,7 +44,7 @@ export interface LockAsyncOptions {
 let adopting: { region: Region; codec: Codec } | undefined;
 
 /** A shared region holding one value of type `T`. */
-export class MmapShare<T = unknown> {
+export class MmapShare<T = unknown> implements Share<T> {
   #region: Region | undefined;
   #codec: Codec<T>;
   #locked = false;

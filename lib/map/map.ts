@@ -1,5 +1,6 @@
 // SharedMap: many keys in one region, each read without a lock and written on its own, with LRU eviction, TTL and a
 // fetch() that computes a missing value once for the whole cluster.
+import type { Cache } from '../api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import {
@@ -124,7 +125,7 @@ type Read<V> = V | typeof ABSENT | typeof RACE;
 let adopting: { region: Region; codec: Codec } | undefined;
 
 /** Many keys of type string, each holding a value of type `V`, shared by processes and threads. */
-export class SharedMap<V = unknown> {
+export class SharedMap<V = unknown> implements Cache<V> {
   #region: Region | undefined;
   #view: MapView;
   #codec: Codec<V>;
@@ -798,7 +799,7 @@ function rowIndex(row: number): { pid: number; hits: number } {
   return { pid: byte >>> 2, hits: (byte + 16) >>> 3 };
 }
 
-function checkTtl(ttl: unknown): void {
+export function checkTtl(ttl: unknown): void {
   if (typeof ttl !== 'number' || !(ttl >= 0) || !Number.isFinite(ttl)) {
     throw shareError('ERR_BAD_OPTION', `ttl must be a finite number of milliseconds, 0 or more, got ${describe(ttl)}`);
   }

@@ -1,0 +1,138 @@
+// One connection to Redis for a RedisShare or RedisMap: every command goes through call(), which gives replies as
+// Buffers, fails fast while the connection is down instead of queueing, and turns client errors into coded ones.
+import { createHash } from 'node:crypto';
+import { createClient, type RedisClientType, RESP_TYPES } from 'redis';
+import { MmapShareError, shareError } from '../errors.js';
+
+/** Where to reach Redis: a URL, or a node-redis client whose options a connection of our own copies. */
+export interface RedisOptions {
+  /** `redis://host:port`. Default: the client's, else `redis://127.0.0.1:6379`. */
+  url?: string;
+  /** A node-redis client; mmap-share opens connections of its own with the same options and never closes it. */
+  client?: RedisClientType;
+  /** Milliseconds a command may take before it fails with ERR_CONNECTION. Default: 5000. */
+  commandTimeout?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+const LONGEST_RECONNECT_MS = 1000;
+
+type Reply = Buffer | number | null | Reply[];
+
+export class Connection {
+  readonly #client: RedisClientType;
+  readonly #timeout: number;
+  readonly #shas = new Map<string, string>();
+  #subscriber: RedisClientType | undefined;
+
+  private constructor(client: RedisClientType, timeout: number) {
+    this.#client = client;
+    this.#timeout = timeout;
+  }
+
+  static async open(options: RedisOptions): Promise<Connection> {
+    const timeout = options.commandTimeout ?? DEFAULT_TIMEOUT_MS;
+    if (typeof timeout !== 'number' || !(timeout > 0)) {
+      throw shareError('ERR_BAD_OPTION', `commandTimeout must be a positive number of milliseconds`);
+    }
+    // Commands sent while the connection is down fail at once (a coded error, never a hang); the client reconnects
+    // by itself, and the next command after that goes through.
+    const own = {
+      disableOfflineQueue: true,
+      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, LONGEST_RECONNECT_MS) },
+      commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer, [RESP_TYPES.SIMPLE_STRING]: Buffer } },
+    };
+    const client = (
+      options.client === undefined
+        ? createClient({ url: options.url ?? 'redis://127.0.0.1:6379', ...own })
+        : options.client.duplicate({ ...(options.url === undefined ? {} : { url: options.url }), ...own })
+    ) as unknown as RedisClientType;
+    // Errors of the connection itself are reported by the commands that meet them.
+    client.on('error', () => {});
+    try {
+      await withTimeout(client.connect(), timeout);
+    } catch (error) {
+      client.destroy();
+      throw connectionError(error);
+    }
+    return new Connection(client, timeout);
+  }
+
+  /** Runs one command; its reply with every string as a Buffer. */
+  async call(args: (string | Buffer)[]): Promise<Reply> {
+    try {
+      return await this.#client.sendCommand<Reply>(args, { timeout: this.#timeout });
+    } catch (error) {
+      throw connectionError(error);
+    }
+  }
+
+  /** Runs a Lua script by its SHA1, loading it first if the server does not know it yet. */
+  async script(source: string, keys: string[], args: (string | Buffer)[]): Promise<Reply> {
+    let sha = this.#shas.get(source);
+    if (sha === undefined) {
+      sha = createHash('sha1').update(source).digest('hex');
+      this.#shas.set(source, sha);
+    }
+    const run = (how: string, body: string) => this.call([how, body, String(keys.length), ...keys, ...args]);
+    try {
+      return await run('EVALSHA', sha);
+    } catch (error) {
+      if (!String((error as Error).cause ?? error).includes('NOSCRIPT')) throw error;
+      return run('EVAL', source);
+    }
+  }
+
+  /** Calls `listener` for every message on `channel`, on a second connection; returns what unsubscribes. */
+  async subscribe(channel: string, listener: (message: Buffer) => void): Promise<() => Promise<void>> {
+    this.#subscriber ??= await this.#duplicate();
+    const subscriber = this.#subscriber;
+    const handler = (message: Buffer) => listener(message);
+    try {
+      await subscriber.subscribe(channel, handler, true);
+    } catch (error) {
+      throw connectionError(error);
+    }
+    return async () => {
+      if (subscriber.isOpen) await subscriber.unsubscribe(channel, handler, true).catch(() => {});
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const client of [this.#subscriber, this.#client]) if (client?.isOpen) client.destroy();
+  }
+
+  async #duplicate(): Promise<RedisClientType> {
+    const subscriber = this.#client.duplicate() as RedisClientType;
+    subscriber.on('error', () => {});
+    try {
+      await withTimeout(subscriber.connect(), this.#timeout);
+    } catch (error) {
+      subscriber.destroy();
+      throw connectionError(error);
+    }
+    return subscriber;
+  }
+}
+
+/** A reply that is a Buffer, as a string; undefined for nil. */
+export function text(reply: Reply): string | undefined {
+  return Buffer.isBuffer(reply) ? reply.toString('utf8') : undefined;
+}
+
+function connectionError(error: unknown): Error {
+  if (error instanceof MmapShareError) return error;
+  return shareError('ERR_CONNECTION', `Redis: ${(error as Error).message ?? String(error)}`, error);
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,14 @@
+// The ESM Redis entry: the CommonJS build re-exported, so both module systems share one class of each.
+export { MmapShareError, RedisMap, RedisShare } from './index.js';
+export type {
+  Awaitable,
+  Cache,
+  CacheStats,
+  ErrorCode,
+  RedisAttachOptions,
+  RedisMapAttachOptions,
+  RedisMapOptions,
+  RedisOptions,
+  RedisShareOptions,
+  Share,
+} from './index.js';
