@@ -70,6 +70,13 @@ redis.call('HINCRBY', KEYS[2], 'sets', 1)
 redis.call('INCR', KEYS[3])
 return 1`;
 
+// The value of the entry if it has one; else 1 when this claim to compute it was taken, 0 when another holds one.
+const CLAIM = `
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0`;
+
 const RENEW = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
@@ -313,10 +320,9 @@ export class RedisMap<V = unknown> implements Cache<V> {
     // A value, once set; else this instance's claim once it can take one (none held, or the holder's lapsed).
     const outcome = await pollUntil(
       async () => {
-        const value = this.#decode(await this.#call(['GET', entry]));
-        if (value !== undefined) return { value };
-        const claimed = await this.#call(['SET', marker, token, 'NX', 'PX', String(this.#lease)]);
-        return claimed === null ? undefined : { claimed: true as const };
+        const reply = await this.#run(CLAIM, [entry, marker], [token, String(this.#lease)]);
+        if (Buffer.isBuffer(reply)) return { value: this.#decode(reply) };
+        return reply === 1 ? { claimed: true as const } : undefined;
       },
       timeout,
       options.signal,
