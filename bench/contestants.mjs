@@ -11,6 +11,7 @@ import mmapIo from '@riaskov/mmap-io';
 import fsExt from 'fs-ext-extra-prebuilt';
 import { open as openLmdb } from 'lmdb';
 import { MmapShare } from '../dist/index.mjs';
+import { RedisShare } from '../dist/redis/index.mjs';
 
 const bump = (value) => ({ ...value, count: value.count + 1 });
 const shmPath = (kind) => `/dev/shm/mmap-share-bench-${kind}-${randomBytes(6).toString('hex')}`;
@@ -182,6 +183,31 @@ const messaging = {
   destroy: () => {},
 };
 
+// RedisShare: the same API across machines, through a Redis server on this machine's loopback (BENCH_REDIS_URL), so
+// the figures show the cost of the round trips, not of a network. Broadcasts come through Redis pub/sub, not polls.
+function redis(codec) {
+  const url = process.env.BENCH_REDIS_URL;
+  return {
+    isAsync: true,
+    create: async (value) => {
+      const key = `bench-${randomBytes(6).toString('hex')}`;
+      await (await RedisShare.create(key, { url, codec, value })).close();
+      return { key };
+    },
+    attach: async ({ key }) => {
+      const share = await RedisShare.attach(key, { url });
+      return {
+        get: () => share.get(),
+        set: (value) => share.set(value),
+        increment: () => share.update(bump),
+        onPublish: (listener) => share.watch(listener),
+        close: () => share.close(),
+      };
+    },
+    destroy: ({ key }) => RedisShare.unlink(key, { url }),
+  };
+}
+
 /**
  * In a worker: a function that sends `message` to the primary with a fresh `id` and resolves with the `value` of the
  * reply that carries the same id.
@@ -210,4 +236,5 @@ export const contestants = {
   lmdb,
   'shm file': file,
   'process.send': messaging,
+  ...(process.env.BENCH_REDIS_URL ? { 'Redis v8': redis('v8'), 'Redis msgpack': redis('msgpack') } : {}),
 };

@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { open as openLmdb } from 'lmdb';
 import { MmapShare, SharedMap } from '../dist/index.mjs';
+import { RedisMap } from '../dist/redis/index.mjs';
 import { askPrimary } from './contestants.mjs';
 
 export const keyOf = (i) => `key-${i}`;
@@ -107,6 +108,31 @@ const messaging = {
   destroy: () => {},
 };
 
+// RedisMap over a Redis server on this machine's loopback (BENCH_REDIS_URL): what crossing the machine boundary costs.
+const redisMap = {
+  isAsync: true,
+  create: async (keys, value) => {
+    const name = `bench-${randomBytes(6).toString('hex')}`;
+    const map = await RedisMap.create(name, { url: process.env.BENCH_REDIS_URL, codec: 'msgpack' });
+    for (let start = 0; start < keys; start += 1000) {
+      const batch = [];
+      for (let i = start; i < Math.min(keys, start + 1000); i++) batch.push(map.set(keyOf(i), value));
+      await Promise.all(batch);
+    }
+    await map.close();
+    return { name };
+  },
+  attach: async ({ name }) => {
+    const map = await RedisMap.attach(name, { url: process.env.BENCH_REDIS_URL });
+    return { get: (key) => map.get(key), set: (key, value) => map.set(key, value), close: () => map.close() };
+  },
+  destroy: async ({ name }) => {
+    const map = await RedisMap.attach(name, { url: process.env.BENCH_REDIS_URL });
+    await map.clear();
+    await map.close();
+  },
+};
+
 /** Every contestant, by the name the table shows; ratios are taken against lmdb. */
 export const mapContestants = {
   'SharedMap msgpack': sharedMap('msgpack', 'get'),
@@ -116,4 +142,5 @@ export const mapContestants = {
   'lru-cache (per process)': lruCache,
   'MmapShare whole object': wholeObject,
   'process.send (primary)': messaging,
+  ...(process.env.BENCH_REDIS_URL ? { 'RedisMap msgpack': redisMap } : {}),
 };

@@ -23,15 +23,16 @@ const value = makeValue(100);
 
 const shared = ['SharedMap msgpack', 'SharedMap v8', 'SharedMap snapshot()'];
 const viaPrimary = 'process.send (primary)';
+const redis = process.env.BENCH_REDIS_URL ? ['RedisMap msgpack'] : [];
 // Each workload: its contestants, the one its ratios are taken against, its unit, and whether higher is better.
 const WORKLOADS = {
   'get-uniform': {
-    names: [...shared, 'lmdb', 'lru-cache (per process)', 'MmapShare whole object', viaPrimary],
+    names: [...shared, 'lmdb', 'lru-cache (per process)', 'MmapShare whole object', viaPrimary, ...redis],
     unit: 'gets/s',
   },
   'get-zipf': { names: [...shared, 'lmdb', 'lru-cache (per process)', viaPrimary], unit: 'gets/s' },
   'set-existing': {
-    names: ['SharedMap msgpack', 'SharedMap v8', 'lmdb', 'lru-cache (per process)', viaPrimary],
+    names: ['SharedMap msgpack', 'SharedMap v8', 'lmdb', 'lru-cache (per process)', viaPrimary, ...redis],
     unit: 'sets/s',
   },
   'insert-new': { names: ['SharedMap msgpack', 'SharedMap v8', 'lmdb', 'lru-cache (per process)'], unit: 'inserts/s' },
@@ -40,7 +41,7 @@ const WORKLOADS = {
     base: 'MmapShare whole object',
     unit: 'inserts/s at 10,000 keys',
   },
-  mixed: { names: [...shared, 'lmdb', viaPrimary], unit: 'ops/s, 4 processes, 90% get / 10% set' },
+  mixed: { names: [...shared, 'lmdb', viaPrimary, ...redis], unit: 'ops/s, 4 processes, 90% get / 10% set' },
   'get-1k': { names: ['SharedMap msgpack', 'SharedMap snapshot()', 'lmdb'], unit: 'gets/s at 1,000 keys', keys: 1000 },
   'get-1m': {
     names: ['SharedMap msgpack', 'SharedMap snapshot()', 'lmdb'],
@@ -121,15 +122,15 @@ async function measure(workload, name, client, keys) {
 async function scenario(workload, name) {
   const contestant = mapContestants[name];
   const keys = WORKLOADS[workload].keys ?? (workload === 'insert-at-10k' ? 10_000 : KEYS);
-  const ref = contestant.create(keys, value);
+  const ref = await contestant.create(keys, value);
   try {
     if (workload === 'mixed' || contestant.isAsync) return await inWorkers(workload, name, ref, keys);
-    const client = contestant.attach(ref);
+    const client = await contestant.attach(ref);
     const result = await measure(workload, name, client, keys);
-    client.close();
+    await client.close();
     return result;
   } finally {
-    contestant.destroy(ref);
+    await contestant.destroy(ref);
   }
 }
 
@@ -140,7 +141,7 @@ async function inWorkers(workload, name, ref, keys) {
   const workers = Array.from({ length: workload === 'mixed' ? 4 : 1 }, (_, seed) =>
     fork(
       new URL(import.meta.url).pathname,
-      ['worker', workload, name, JSON.stringify(contestant.isAsync ? {} : ref), String(keys), String(seed)],
+      ['worker', workload, name, JSON.stringify(contestant.serve ? {} : ref), String(keys), String(seed)],
       { serialization: 'advanced' },
     ),
   );
@@ -155,12 +156,12 @@ async function inWorkers(workload, name, ref, keys) {
 
 async function worker(workload, name, ref, keys, seed) {
   const contestant = mapContestants[name];
-  const client = contestant.attach(JSON.parse(ref));
+  const client = await contestant.attach(JSON.parse(ref));
   const result =
     workload === 'mixed'
       ? await mixedOps(client, contestant.isAsync === true, Number(keys), Number(seed))
       : await measure(workload, name, client, Number(keys));
-  client.close();
+  await client.close();
   process.send({ result }, () => process.exit(0));
 }
 

@@ -7,8 +7,14 @@ import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { MmapShare } from '../dist/index.mjs';
-import { contestants } from './contestants.mjs';
+import { startRedis } from './redis.mjs';
 import { SIZES } from './values.mjs';
+
+// The Redis contestants need a server: one of the bench's own, for every scenario, where redis-server is installed.
+const redis = await startRedis();
+if (redis) process.env.BENCH_REDIS_URL = redis.url;
+else process.stderr.write('redis-server is not installed: the Redis contestants sit out\n');
+const { contestants } = await import('./contestants.mjs');
 
 const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
 const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
@@ -98,3 +104,4 @@ if (MAP) {
     },
   );
 }
+redis?.stop();

@@ -56,47 +56,47 @@ async function throughput(op, ms) {
 
 async function primary() {
   const value = makeValue(bytes);
-  const ref = contestant.create(value, roomFor(bytes));
+  const ref = await contestant.create(value, roomFor(bytes));
   const workers = Array.from({ length: WORKERS[workload] }, () =>
     fork(new URL(import.meta.url).pathname, ['worker', name, workload, size], { serialization: 'advanced' }),
   );
   workers.forEach((worker) => contestant.serve?.(ref, worker));
   await Promise.all(workers.map((worker) => once(worker, 'message')));
-  workers.forEach((worker) => worker.send({ op: 'start', ref: contestant.isAsync ? undefined : ref }));
+  workers.forEach((worker) => worker.send({ op: 'start', ref: contestant.serve ? undefined : ref }));
 
   if (workload === 'broadcast') {
-    const own = contestant.isAsync ? undefined : contestant.attach(ref);
+    const own = contestant.serve ? undefined : await contestant.attach(ref);
     for (let seq = 1; seq <= PUBLISHES; seq++) {
       await new Promise((resolve) => setTimeout(resolve, PUBLISH_EVERY_MS));
       const next = { ...value, seq, ts: now() };
-      if (own) own.set(next);
+      if (own) await own.set(next);
       else workers.forEach((worker) => worker.send({ op: 'publish', value: next }));
     }
     await new Promise((resolve) => setTimeout(resolve, PUBLISH_EVERY_MS));
-    own?.close();
+    await own?.close();
     workers.forEach((worker) => worker.send({ op: 'stop' }));
   }
   await Promise.all(workers.map((worker) => once(worker, 'exit')));
 
   if (workload === 'update') {
     const expected = WORKERS.update * INCREMENTS[size];
-    const count = contestant.isAsync ? ref.value.count : finalCount(ref);
+    const count = contestant.serve ? ref.value.count : await finalCount(ref);
     report({ expected, count });
   }
-  contestant.destroy(ref);
+  await contestant.destroy(ref);
 }
 
-function finalCount(ref) {
-  const client = contestant.attach(ref);
-  const { count } = client.get();
-  client.close();
+async function finalCount(ref) {
+  const client = await contestant.attach(ref);
+  const { count } = await client.get();
+  await client.close();
   return count;
 }
 
 async function worker() {
   process.send('ready');
   const [{ ref }] = await once(process, 'message');
-  const client = contestant.attach(ref);
+  const client = await contestant.attach(ref);
   const value = makeValue(bytes);
   if (workload === 'get' || workload === 'set') {
     const op = workload === 'get' ? () => client.get() : () => client.set(value);
@@ -124,7 +124,7 @@ async function worker() {
     clearInterval(poller);
     report({ delays });
   }
-  client.close();
+  await client.close();
   process.exit(0);
 }
 

@@ -39,7 +39,7 @@ const backends: Backend[] = [
     async reattach(share, codec) {
       return keep(MmapShare.attach(handles.get(share)!, { codec }));
     },
-    async map<V>(ttl?: number) {
+    async map<V>(ttl?: number): Promise<[Cache<V>, Cache<V>]> {
       const map = keep(SharedMap.create<V>({ capacity: '1MB', ttl }));
       return [map, keep(SharedMap.attach<V>(map.handle))];
     },
@@ -143,7 +143,7 @@ describe.each(backends)('$name: one shared value', (backend) => {
   });
 
   it('stores msgpack bytes that read back the same', async () => {
-    const [share, other] = await backend.share<{ n: bigint }>({ n: 2n ** 70n }, 'msgpack');
+    const [, other] = await backend.share<{ n: bigint }>({ n: 2n ** 70n }, 'msgpack');
     expect(await other.get()).toStrictEqual({ n: 2n ** 70n });
   });
 });

@@ -28,4 +28,26 @@ describe('package entry points', () => {
       exports: ['MAX_CAPACITY', 'MAX_SIZE', 'MIN_CAPACITY', 'MmapShare', 'MmapShareError', 'SharedMap'],
     });
   });
+
+  it('keeps the Redis client out of shared-memory users, and loads it through mmap-share/redis', () => {
+    const script = `
+      require('mmap-share');
+      const loadedRedis = Object.keys(require.cache).some((file) => file.includes('/node_modules/redis/'));
+      const cjs = require('mmap-share/redis');
+      import('mmap-share/redis').then((esm) => {
+        console.log(JSON.stringify({
+          loadedRedis,
+          sameClass: cjs.RedisShare === esm.RedisShare && cjs.RedisMap === esm.RedisMap,
+          sameError: esm.MmapShareError === require('mmap-share').MmapShareError,
+          exports: Object.keys(esm).sort(),
+        }));
+      });`;
+    const out = execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+    expect(JSON.parse(out)).toStrictEqual({
+      loadedRedis: false,
+      sameClass: true,
+      sameError: true,
+      exports: ['MmapShareError', 'RedisMap', 'RedisShare'],
+    });
+  });
 });

@@ -42,11 +42,12 @@ export class Connection {
       socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, LONGEST_RECONNECT_MS) },
       commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer, [RESP_TYPES.SIMPLE_STRING]: Buffer } },
     };
-    const client = (
-      options.client === undefined
-        ? createClient({ url: options.url ?? 'redis://127.0.0.1:6379', ...own })
-        : options.client.duplicate({ ...(options.url === undefined ? {} : { url: options.url }), ...own })
-    ) as unknown as RedisClientType;
+    const client = (options.client === undefined
+      ? createClient({ url: options.url ?? 'redis://127.0.0.1:6379', ...own })
+      : options.client.duplicate({
+          ...(options.url === undefined ? {} : { url: options.url }),
+          ...own,
+        })) as unknown as RedisClientType;
     // Errors of the connection itself are reported by the commands that meet them.
     client.on('error', () => {});
     try {

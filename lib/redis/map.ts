@@ -101,7 +101,14 @@ export class RedisMap<V = unknown> implements Cache<V> {
   readonly #fetches = new Map<string, Promise<V | undefined>>();
   #closed = false;
 
-  private constructor(connection: Connection, name: string, codec: Codec<V>, ttl: number, maxKey: number, lease: number) {
+  private constructor(
+    connection: Connection,
+    name: string,
+    codec: Codec<V>,
+    ttl: number,
+    maxKey: number,
+    lease: number,
+  ) {
     this.#connection = connection;
     this.#base = `{${name}}`;
     this.#codec = codec;
@@ -181,7 +188,11 @@ export class RedisMap<V = unknown> implements Cache<V> {
    * Replaces the value of `key` with `fn(current)` atomically, and returns it; `undefined` deletes the key.
    * Optimistic: when another write came between the read and the write, `fn` runs again on the newer value.
    */
-  async update(key: string, fn: (current: V | undefined) => V | undefined, options: SetOptions = {}): Promise<V | undefined> {
+  async update(
+    key: string,
+    fn: (current: V | undefined) => V | undefined,
+    options: SetOptions = {},
+  ): Promise<V | undefined> {
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     const ttl = this.#expiry(options.ttl);
     const entry = this.#entry(key);
@@ -234,7 +245,14 @@ export class RedisMap<V = unknown> implements Cache<V> {
 
   /** Counts for the whole cluster; `entries` scans the keys. */
   async stats(): Promise<CacheStats> {
-    const counts = (await this.#call(['HMGET', this.#stats(), 'hits', 'misses', 'sets', 'deletes'])) as (Buffer | null)[];
+    const counts = (await this.#call([
+      'HMGET',
+      this.#stats(),
+      'hits',
+      'misses',
+      'sets',
+      'deletes',
+    ])) as (Buffer | null)[];
     const [hits, misses, sets, deletes] = counts.map((count) => Number(text(count) ?? 0));
     return { entries: await this.size, hits: hits!, misses: misses!, sets: sets!, deletes: deletes! };
   }
@@ -347,7 +365,11 @@ export class RedisMap<V = unknown> implements Cache<V> {
       return undefined;
     }
     const keys = [entry, this.#stats(), `${this.#base}:v`, marker];
-    const stored = await this.#run(FETCHED, keys, [token, encodeOwned(this.#codec, value), String(this.#expiry(options.ttl))]);
+    const stored = await this.#run(FETCHED, keys, [
+      token,
+      encodeOwned(this.#codec, value),
+      String(this.#expiry(options.ttl)),
+    ]);
     // Someone set the key while this computed: theirs is newer, and is what every process now reads.
     return stored === 1 ? value : ((await this.peek(key)) ?? value);
   }

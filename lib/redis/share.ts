@@ -14,7 +14,7 @@ import { type Codec, codecFor, codecId, type CodecOption, encodeValue, resolveCo
 import { describe, shareError } from '../errors.js';
 import { checkTimeout, type LockInfo, pollUntil } from '../lock.js';
 import type { LockAsyncOptions } from '../share.js';
-import type { ChangesOptions, WatchOptions } from '../watch.js';
+import type { ChangesOptions } from '../watch.js';
 import type { Share } from '../api.js';
 import { Connection, type RedisOptions, text } from './connection.js';
 
@@ -162,8 +162,11 @@ export class RedisShare<T = unknown> implements Share<T> {
     }
   }
 
-  /** Calls `listener(value, version)` after changes, as Redis publishes them (no polling); returns what stops it. */
-  watch(listener: (value: T | undefined, version: number) => void, _options: WatchOptions = {}): () => void {
+  /**
+   * Calls `listener(value, version)` after changes, as Redis publishes them: there is no poll, so no interval.
+   * Returns what stops it.
+   */
+  watch(listener: (value: T | undefined, version: number) => void): () => void {
     this.#open();
     if (typeof listener !== 'function')
       throw shareError('ERR_BAD_OPTION', `listener must be a function, got ${describe(listener)}`);
@@ -191,7 +194,9 @@ export class RedisShare<T = unknown> implements Share<T> {
     const stop = async () => {
       stopped = true;
       this.#watchers.delete(stop);
-      await (await unsubscribe.catch(() => async () => {}))();
+      await (
+        await unsubscribe.catch(() => async () => {})
+      )();
     };
     this.#watchers.add(stop);
     return () => void stop();
@@ -337,11 +342,11 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   async #acquire(): Promise<LockInfo | undefined> {
     const token = randomBytes(12).toString('hex');
-    const dead = await this.#run(ACQUIRE, [this.#keys.lock, this.#keys.holder], [
-      token,
-      String(this.#lease),
-      String(process.pid),
-    ]);
+    const dead = await this.#run(
+      ACQUIRE,
+      [this.#keys.lock, this.#keys.holder],
+      [token, String(this.#lease), String(process.pid)],
+    );
     if (dead === null) return undefined;
     // Another call on this instance may have taken the lock while this one waited for Redis: give this one back.
     if (this.#token !== undefined) {
@@ -368,7 +373,10 @@ export class RedisShare<T = unknown> implements Share<T> {
 export function encodeOwned<T>(codec: Codec<T>, value: T): Buffer {
   const bytes = encodeValue(codec, value);
   if (bytes.length > MAX_VALUE_BYTES) {
-    throw shareError('ERR_VALUE_TOO_LARGE', `the value serializes to ${bytes.length} bytes; Redis holds ${MAX_VALUE_BYTES}`);
+    throw shareError(
+      'ERR_VALUE_TOO_LARGE',
+      `the value serializes to ${bytes.length} bytes; Redis holds ${MAX_VALUE_BYTES}`,
+    );
   }
   return Buffer.from(bytes);
 }
@@ -390,7 +398,10 @@ export function decodeStored<T>(codec: Codec<T>, bytes: Buffer): T {
 
 export function checkLease(lease: unknown = DEFAULT_LEASE_MS): number {
   if (typeof lease !== 'number' || !(lease >= 10) || !Number.isFinite(lease)) {
-    throw shareError('ERR_BAD_OPTION', `lease must be a finite number of milliseconds, at least 10, got ${describe(lease)}`);
+    throw shareError(
+      'ERR_BAD_OPTION',
+      `lease must be a finite number of milliseconds, at least 10, got ${describe(lease)}`,
+    );
   }
   return Math.round(lease);
 }

@@ -1,6 +1,8 @@
-// A real redis-server for the Redis suites: started on a free loopback port with no persistence, stopped after.
+// A real redis-server for the Redis suites: started on a free loopback port, stopped after; without persistence, or
+// with every write logged before it is acknowledged, for the suites that crash it and start it again.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0;
@@ -16,15 +18,19 @@ async function freePort(): Promise<number> {
 /** A redis-server of this test run's own; stop() and start() again to test faults. */
 export class RedisServer {
   readonly port: number;
+  readonly #dir: string | undefined;
   #process: ChildProcess | undefined;
 
-  private constructor(port: number) {
+  private constructor(port: number, dir: string | undefined) {
     this.port = port;
+    this.#dir = dir;
   }
 
-  static async start(): Promise<RedisServer> {
+  /** Starts a server; `durable` logs every write (appendfsync always) in a directory of its own. */
+  static async start(durable = false): Promise<RedisServer> {
     if (!hasRedisServer) throw new Error('redis-server is not installed: apt-get install redis-server');
-    const server = new RedisServer(await freePort());
+    const dir = durable ? mkdtempSync('/dev/shm/mmap-share-redis-') : undefined;
+    const server = new RedisServer(await freePort(), dir);
     await server.start();
     return server;
   }
@@ -34,10 +40,13 @@ export class RedisServer {
   }
 
   async start(): Promise<void> {
+    const persistence = this.#dir
+      ? ['--dir', this.#dir, '--appendonly', 'yes', '--appendfsync', 'always']
+      : ['--appendonly', 'no'];
     const child = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--loglevel', 'warning'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     this.#process = child;
     // It is ready when a connection is accepted.
@@ -49,10 +58,17 @@ export class RedisServer {
     }
   }
 
+  /** Kills the server, as a crash would. */
   async stop(): Promise<void> {
     const child = this.#process;
     if (child === undefined || child.exitCode !== null) return;
     child.kill('SIGKILL');
     await once(child, 'exit');
+  }
+
+  /** Kills the server and removes its files. */
+  async remove(): Promise<void> {
+    await this.stop();
+    if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,83 @@
+// RedisShare and RedisMap with real processes and a real redis-server: exact counts, dead lock holders, one
+// computation per cluster, and a server that stops and comes back.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisMap, RedisShare } from '../dist/redis/index.mjs';
+import { Peer } from './helpers.js';
+import { RedisServer } from './redis/server.js';
+
+let server: RedisServer;
+beforeAll(async () => {
+  server = await RedisServer.start();
+});
+afterAll(() => server.stop());
+
+const peers = (n: number) => Array.from({ length: n }, () => new Peer({}, 'redis-peer.mjs'));
+
+describe('RedisShare across processes', () => {
+  it('4 processes x 2,000 update() increments end exact', async () => {
+    const share = await RedisShare.create('counter', { url: server.url, value: { count: 0 } });
+    const workers = peers(4);
+    await Promise.all(workers.map((peer) => peer.call('attachShare', { url: server.url, key: 'counter' })));
+    await Promise.all(workers.map((peer) => peer.call('increments', { count: 2000 })));
+    expect(await share.get()).toStrictEqual({ count: 8000 });
+    await share.close();
+  });
+
+  it('replaces a lock holder SIGKILLed once its lease runs out, and reports it', async () => {
+    const share = await RedisShare.create('leased', { url: server.url, value: 'intact', lease: 300 });
+    const [holder] = peers(1);
+    await holder!.call('attachShare', { url: server.url, key: 'leased', lease: 300 });
+    await holder!.call('lock');
+    expect(await share.tryLock()).toBeUndefined();
+    await holder!.kill();
+    expect(await share.lockAsync({ timeout: 5000 })).toStrictEqual({ ownerDied: true, deadPid: holder!.pid });
+    expect(await share.get()).toBe('intact');
+    await share.unlock();
+    await share.close();
+  });
+});
+
+describe('RedisMap across processes', () => {
+  it('fetch() from 8 processes computes once', async () => {
+    const map = await RedisMap.create<string>('fetched', { url: server.url });
+    const workers = peers(8);
+    await Promise.all(workers.map((peer) => peer.call('attachMap', { url: server.url, name: 'fetched' })));
+    const results = await Promise.all(
+      workers.map((peer) => peer.call<{ value: string; computed: boolean }>('fetch', { key: 'k' })),
+    );
+    expect(results.filter((result) => result.computed)).toHaveLength(1);
+    expect(new Set(results.map((result) => result.value)).size).toBe(1);
+    expect(await map.get('k')).toBe(results[0]!.value);
+    await map.close();
+  });
+});
+
+describe('a server that crashes', () => {
+  it('gives coded errors at once, not a hang; started again, the same instances go on, and nothing acknowledged is lost', async () => {
+    const durable = await RedisServer.start(true);
+    try {
+      const share = await RedisShare.create('through-restart', { url: durable.url, value: 1 });
+      const map = await RedisMap.create<number>('through-restart-map', { url: durable.url });
+      await map.set('acknowledged', 7);
+      await durable.stop();
+      await expect(share.get()).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+      await expect(share.set(2)).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+      await expect(map.get('acknowledged')).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+      await durable.start();
+      let back: number | undefined;
+      for (let waited = 0; back === undefined && waited < 5000; waited += 50) {
+        back = await map.get('acknowledged').catch(() => undefined);
+        if (back === undefined) await sleep(50);
+      }
+      expect(back).toBe(7);
+      expect(await share.get()).toBe(1);
+      await share.set(3);
+      expect(await share.get()).toBe(3);
+      await share.close();
+      await map.close();
+    } finally {
+      await durable.remove();
+    }
+  });
+});
