@@ -1,11 +1,30 @@
 // Every example runs with one command and does its job.
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from './helpers.js';
+import { RedisServer } from './redis/server.js';
 
 const example = (name: string) => join(__dirname, '..', 'examples', name, 'index.mjs');
 
 describe('examples', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+  afterAll(() => redis.stop());
+
+  it.each([
+    ['shared memory', false],
+    ['Redis', true],
+  ])('multi-host: the same cluster code counts exactly and computes each page once on %s', async (_, overRedis) => {
+    const args = ['--workers', '3', ...(overRedis ? ['--redis', redis.url] : [])];
+    const { code, stdout, stderr } = await run(example('multi-host'), args);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toContain('requests: 150 from 3 workers');
+    expect(stdout).toContain('pages cached: 10, computed: 10 times');
+  });
+
   it('cluster-cache: workers share one SharedMap through fetch(), computing each missing key once', async () => {
     const { code, stdout, stderr } = await run(example('cluster-cache'), ['--demo', '--workers', '2']);
     expect(stderr).toBe('');
