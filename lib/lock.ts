@@ -94,12 +94,12 @@ export function checkTimeout(timeout: unknown = Infinity): number {
 // release it from this same thread.
 const heldInThisThread = new Set<string>();
 
-/** A region as the lock sees it: its id, its own descriptor, its header words, the inode of its file. */
+/** A region as the lock sees it: its id, its own descriptor, its header words, its file as /proc/<pid>/maps names it. */
 interface Lockable {
   readonly id: string;
   readonly fd: number;
   readonly words: Uint32Array;
-  readonly inode: number;
+  readonly mapsId: string;
 }
 
 /**
@@ -134,7 +134,7 @@ function holderGone(region: Lockable, pid: number): boolean {
   if (start === undefined) return true;
   const { words } = region;
   if (Atomics.load(words, W_HOLDER_PID) === pid && Atomics.load(words, W_HOLDER_START) !== start) return true;
-  return isMappedBy(pid, region.inode) === false;
+  return isMappedBy(pid, region.mapsId) === false;
 }
 
 // Takes LOCK over from `holder`, unless another waiter did first.
@@ -189,7 +189,8 @@ function takeWordLock(region: Lockable): void {
   let seen = holder;
   let seenStart = startTimeOf(holder);
   let since = performance.now();
-  let checked = since;
+  // A holder whose process could not be found is checked as soon as the spin ends, not HOLDER_CHECK_MS later.
+  let checked = seenStart === undefined ? -Infinity : since;
   let unrecorded = 0;
   let sleep = 0.01;
   for (;;) {
@@ -200,7 +201,8 @@ function takeWordLock(region: Lockable): void {
     }
     const now = performance.now();
     if (holder !== seen) {
-      [seen, seenStart, since, checked, sleep, unrecorded] = [holder, startTimeOf(holder), now, now, 0.01, 0];
+      [seen, seenStart, since, sleep, unrecorded] = [holder, startTimeOf(holder), now, 0.01, 0];
+      checked = seenStart === undefined ? -Infinity : now;
     }
     if (now - since < SPIN_MS) continue;
     if (Atomics.load(words, W_PARKED) !== 0) {
@@ -214,7 +216,7 @@ function takeWordLock(region: Lockable): void {
       // A holder that is gone, whose pid now names a later process, or that does not map the region (a lock word
       // damaged into another process's pid) never releases: take its lock over.
       const running = seenStart !== undefined && startTimeOf(holder) === seenStart;
-      const mapped = running ? isMappedBy(holder, region.inode) : false;
+      const mapped = running ? isMappedBy(holder, region.mapsId) : false;
       unrecorded = Atomics.load(words, W_HOLDER_PID) === holder ? 0 : unrecorded + 1;
       if (mapped === false || (mapped === undefined && unrecorded >= UNRECORDED_CHECKS)) {
         if (takeOver(words, holder)) return;
@@ -226,10 +228,10 @@ function takeWordLock(region: Lockable): void {
   }
 }
 
-/** Whether process `pid` maps the file with inode `inode`; undefined when its maps cannot be read. */
-function isMappedBy(pid: number, inode: number): boolean | undefined {
+/** Whether process `pid` maps the file `mapsId` names; undefined when its maps cannot be read. */
+function isMappedBy(pid: number, mapsId: string): boolean | undefined {
   try {
-    return readFileSync(`/proc/${pid}/maps`, 'latin1').includes(` ${inode} `);
+    return readFileSync(`/proc/${pid}/maps`, 'latin1').includes(mapsId);
   } catch (error) {
     return errnoOf(error) === 'ENOENT' ? false : undefined;
   }

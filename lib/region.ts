@@ -25,8 +25,8 @@ import { mapShared } from './native.js';
 export interface Region extends Mapping {
   readonly kind: RegionKind;
   readonly fd: number;
-  /** The inode of the file behind it, which names its mappings in /proc/<pid>/maps. */
-  readonly inode: number;
+  /** The device and inode of the file behind it as /proc/<pid>/maps shows them (" 00:1b 467221 "). */
+  readonly mapsId: string;
   /** The random id in the header: the same for every instance of the region. */
   readonly id: string;
   /** What another process passes to attach(): a path for named regions, a /proc reference otherwise. */
@@ -167,8 +167,23 @@ function opened(
   path: string | undefined,
 ): Region {
   const id = regionId(map.words);
-  const { ino: inode } = fstatSync(fd);
-  return { ...map, kind, size, fd, inode, id, handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}` };
+  return {
+    ...map,
+    kind,
+    size,
+    fd,
+    mapsId: mapsIdOf(fd),
+    id,
+    handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}`,
+  };
+}
+
+// An inode number alone also names files of other filesystems in a process's maps: the device tells them apart.
+function mapsIdOf(fd: number): string {
+  const { dev, ino } = fstatSync(fd, { bigint: true });
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return ` ${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')} ${ino} `;
 }
 
 function openNameless(): number {
