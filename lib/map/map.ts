@@ -318,13 +318,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     this.#expiry(options.ttl);
     const hit = this.get(key);
     if (hit !== undefined) return hit;
-    // Calls on one instance share one computation, as they do across processes.
-    let fetching = this.#fetches.get(key);
-    if (fetching === undefined) {
-      fetching = this.#fetchShared(key, compute, options, timeout).finally(() => this.#fetches.delete(key));
-      this.#fetches.set(key, fetching);
-    }
-    return fetching;
+    return joined(this.#fetches, key, () => this.#fetchShared(key, compute, options, timeout));
   }
 
   /** Removes every entry. */
@@ -797,6 +791,16 @@ export class SharedMap<V = unknown> implements Cache<V> {
 function rowIndex(row: number): { pid: number; hits: number } {
   const byte = COUNTERS_BYTES + row * COUNTER_ROW_BYTES;
   return { pid: byte >>> 2, hits: (byte + 16) >>> 3 };
+}
+
+/** Starts `run` for `key` unless one is under way in `runs`: calls on one instance share one computation, as they do across processes. */
+export function joined<R>(runs: Map<string, Promise<R>>, key: string, run: () => Promise<R>): Promise<R> {
+  let running = runs.get(key);
+  if (running === undefined) {
+    running = run().finally(() => runs.delete(key));
+    runs.set(key, running);
+  }
+  return running;
 }
 
 export function checkTtl(ttl: unknown): void {

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { checkTimeout, pollUntil } from '../lock.js';
-import { checkTtl, type FetchOptions, type SetOptions } from '../map/map.js';
+import { checkTtl, type FetchOptions, joined, type SetOptions } from '../map/map.js';
 import { encodeKey } from '../map/table.js';
 import type { Cache, CacheStats } from '../api.js';
 import { Connection, type RedisOptions, text } from './connection.js';
@@ -221,12 +221,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
     this.#expiry(options.ttl);
     const hit = await this.get(key);
     if (hit !== undefined) return hit;
-    let fetching = this.#fetches.get(key);
-    if (fetching === undefined) {
-      fetching = this.#fetchShared(key, compute, options, timeout).finally(() => this.#fetches.delete(key));
-      this.#fetches.set(key, fetching);
-    }
-    return fetching;
+    return joined(this.#fetches, key, () => this.#fetchShared(key, compute, options, timeout));
   }
 
   /** Removes every entry. */
