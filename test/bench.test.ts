@@ -3,18 +3,21 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+// Runs a bench script with `args`; its stdout.
+const bench = (script: string, ...args: string[]) =>
+  execFileSync(process.execPath, [join(__dirname, '..', 'bench', script), ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+
 describe('npm run bench', () => {
   it('runs contestants in fresh processes, collects their reports through mmap-share, and checks update counts', () => {
-    const out = execFileSync(
-      process.execPath,
-      [
-        join(__dirname, '..', 'bench', 'run.mjs'),
-        '--quick',
-        '--workloads=update,get',
-        '--sizes=100B',
-        '--contestants=mmap-share v8,mmap-share msgpack,floor,lmdb,process.send',
-      ],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    const out = bench(
+      'run.mjs',
+      '--quick',
+      '--workloads=update,get',
+      '--sizes=100B',
+      '--contestants=mmap-share v8,mmap-share msgpack,floor,lmdb,process.send',
     );
     const rows = out.split('\n').filter((line) => line.startsWith('| 100B'));
     expect(rows).toHaveLength(10);
@@ -23,15 +26,11 @@ describe('npm run bench', () => {
   });
 
   it('runs the map workloads against lmdb and the whole-object MmapShare, with hit rate and bytes per entry', () => {
-    const out = execFileSync(
-      process.execPath,
-      [
-        join(__dirname, '..', 'bench', 'map.mjs'),
-        '--quick',
-        '--workloads=get-uniform,insert-at-10k,hit-rate,bytes',
-        '--contestants=SharedMap msgpack,lmdb,MmapShare whole object',
-      ],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    const out = bench(
+      'map.mjs',
+      '--quick',
+      '--workloads=get-uniform,insert-at-10k,hit-rate,bytes',
+      '--contestants=SharedMap msgpack,lmdb,MmapShare whole object',
     );
     expect(out).not.toContain('failed');
     expect(out.match(/^\| (SharedMap msgpack|lmdb|MmapShare whole object) \| [\d,]+ \| [\d.]+ \|$/gm)).toHaveLength(5);

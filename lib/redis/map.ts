@@ -43,7 +43,8 @@ local value = redis.call('GET', KEYS[1])
 redis.call('HINCRBY', KEYS[2], value and 'hits' or 'misses', 1)
 return value`;
 
-// Sets (ARGV[1] = '1') or deletes the entry when it still holds ARGV[2] (ARGV[3] = '1': present; '0': absent).
+// Sets (ARGV[1] = '1') or deletes the entry, when it still holds ARGV[2] (ARGV[3] = '1': present; '0': absent; '': any).
+// 0 when it did not; 1 when it changed the entry; 2 when there was nothing to delete.
 const PUT = `
 local current = redis.call('GET', KEYS[1])
 if ARGV[3] == '1' then
@@ -56,7 +57,7 @@ elseif current then
   redis.call('DEL', KEYS[1])
   redis.call('HINCRBY', KEYS[2], 'deletes', 1)
 else
-  return 1
+  return 2
 end
 redis.call('INCR', KEYS[3])
 return 1`;
@@ -170,18 +171,13 @@ export class RedisMap<V = unknown> implements Cache<V> {
       return this;
     }
     const ttl = this.#expiry(options.ttl);
-    await this.#put(this.#entry(key), '', undefined, encodeOwned(this.#codec, value), ttl);
+    await this.#put(this.#entry(key), undefined, encodeOwned(this.#codec, value), ttl);
     return this;
   }
 
-  /** Removes `key`; true when it held a value. */
+  /** Removes `key`; true when it held a value. One round trip. */
   async delete(key: string): Promise<boolean> {
-    const entry = this.#entry(key);
-    const current = (await this.#call(['GET', entry])) as Buffer | null;
-    if (current === null) return false;
-    // Removed only if it still holds what was read; else someone changed it first, and the delete goes on from there.
-    if (await this.#put(entry, '1', current, undefined, 0)) return true;
-    return this.delete(key);
+    return (await this.#put(this.#entry(key), undefined, undefined, 0)) === 1;
   }
 
   /**
@@ -200,7 +196,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
       const current = (await this.#call(['GET', entry])) as Buffer | null;
       const next = fn(this.#decode(current));
       const payload = next === undefined ? undefined : encodeOwned(this.#codec, next);
-      if (await this.#put(entry, current === null ? '0' : '1', current ?? undefined, payload, ttl)) return next;
+      if ((await this.#put(entry, current, payload, ttl)) !== 0) return next;
     }
   }
 
@@ -305,10 +301,12 @@ export class RedisMap<V = unknown> implements Cache<V> {
     return `${this.#base}:s`;
   }
 
-  async #put(entry: string, expect: string, current: Buffer | undefined, payload: Buffer | undefined, ttl: number) {
+  // Writes `payload` (undefined: deletes) if the entry still holds `current` (null: nothing; undefined: whatever).
+  async #put(entry: string, current: Buffer | null | undefined, payload: Buffer | undefined, ttl: number) {
     const keys = [entry, this.#stats(), `${this.#base}:v`];
+    const expect = current === undefined ? '' : current === null ? '0' : '1';
     const args = [payload ? '1' : '0', current ?? '', expect, payload ?? '', String(ttl)];
-    return (await this.#run(PUT, keys, args)) === 1;
+    return (await this.#run(PUT, keys, args)) as number;
   }
 
   #decode(bytes: unknown): V | undefined {

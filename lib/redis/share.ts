@@ -134,8 +134,7 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   /** The value last set, freshly decoded; undefined before the first set. One round trip. */
   async get(): Promise<T | undefined> {
-    const [value, version] = (await this.#call(['HMGET', this.#keys.value, 'v', 'n'])) as (Buffer | null)[];
-    return this.#decode(value ?? undefined, Number(text(version ?? null) ?? 0));
+    return (await this.#read())[0];
   }
 
   /** Stores `value`, waiting while another instance holds the lock. One round trip when it is free. */
