@@ -121,20 +121,23 @@ export function takeLock(region: Lockable, own = false): void {
  */
 export function tryTakeLock(region: Lockable): boolean {
   if (heldInThisThread.has(region.id)) return false;
-  const holder = Atomics.compareExchange(region.words, W_LOCK, 0, process.pid);
-  if (holder !== 0 && !(holderGone(region, holder) && takeOver(region.words, holder))) return false;
+  const { words } = region;
+  const holder = Atomics.compareExchange(words, W_LOCK, 0, process.pid);
+  if (holder !== 0) {
+    const recorded = Atomics.load(words, W_HOLDER_PID) === holder;
+    const start = recorded ? Atomics.load(words, W_HOLDER_START) : startTimeOf(holder);
+    if (holderLives(region, holder, start) !== false || !takeOver(words, holder)) return false;
+  }
   held(region, true);
   return true;
 }
 
-// Whether the process `pid`, found holding LOCK, can never release it: it is gone, its pid names a later process than
-// the one the holder words recorded, or it does not map the region.
-function holderGone(region: Lockable, pid: number): boolean {
-  const start = startTimeOf(pid);
-  if (start === undefined) return true;
-  const { words } = region;
-  if (Atomics.load(words, W_HOLDER_PID) === pid && Atomics.load(words, W_HOLDER_START) !== start) return true;
-  return isMappedBy(pid, region.mapsId) === false;
+// Whether the process `pid`, found holding LOCK when its start time was `start`, can still release it: false when it
+// is gone, its pid now names a later process, or it does not map the region (a lock word damaged into another
+// process's pid); undefined when its maps cannot be read.
+function holderLives(region: Lockable, pid: number, start: number | undefined): boolean | undefined {
+  if (start === undefined || startTimeOf(pid) !== start) return false;
+  return isMappedBy(pid, region.mapsId);
 }
 
 // Takes LOCK over from `holder`, unless another waiter did first.
@@ -213,12 +216,9 @@ function takeWordLock(region: Lockable): void {
     }
     if (now - checked >= HOLDER_CHECK_MS) {
       checked = now;
-      // A holder that is gone, whose pid now names a later process, or that does not map the region (a lock word
-      // damaged into another process's pid) never releases: take its lock over.
-      const running = seenStart !== undefined && startTimeOf(holder) === seenStart;
-      const mapped = running ? isMappedBy(holder, region.mapsId) : false;
+      const lives = holderLives(region, holder, seenStart);
       unrecorded = Atomics.load(words, W_HOLDER_PID) === holder ? 0 : unrecorded + 1;
-      if (mapped === false || (mapped === undefined && unrecorded >= UNRECORDED_CHECKS)) {
+      if (lives === false || (lives === undefined && unrecorded >= UNRECORDED_CHECKS)) {
         if (takeOver(words, holder)) return;
         continue;
       }
