@@ -23,7 +23,7 @@ export class Connection {
   readonly #client: RedisClientType;
   readonly #timeout: number;
   readonly #shas = new Map<string, string>();
-  #subscriber: RedisClientType | undefined;
+  #subscriber: Promise<RedisClientType> | undefined;
 
   private constructor(client: RedisClientType, timeout: number) {
     this.#client = client;
@@ -48,15 +48,7 @@ export class Connection {
           ...(options.url === undefined ? {} : { url: options.url }),
           ...own,
         })) as unknown as RedisClientType;
-    // Errors of the connection itself are reported by the commands that meet them.
-    client.on('error', () => {});
-    try {
-      await withTimeout(client.connect(), timeout);
-    } catch (error) {
-      client.destroy();
-      throw connectionError(error);
-    }
-    return new Connection(client, timeout);
+    return new Connection(await connect(client, timeout), timeout);
   }
 
   /** Runs one command; its reply with every string as a Buffer. */
@@ -86,34 +78,38 @@ export class Connection {
 
   /** Calls `listener` for every message on `channel`, on a second connection; returns what unsubscribes. */
   async subscribe(channel: string, listener: (message: Buffer) => void): Promise<() => Promise<void>> {
-    this.#subscriber ??= await this.#duplicate();
-    const subscriber = this.#subscriber;
-    const handler = (message: Buffer) => listener(message);
+    // One connection for every subscription, made once even when two calls ask for it at once.
+    this.#subscriber ??= connect(this.#client.duplicate() as RedisClientType, this.#timeout).catch((error) => {
+      this.#subscriber = undefined;
+      throw error;
+    });
+    const subscriber = await this.#subscriber;
     try {
-      await subscriber.subscribe(channel, handler, true);
+      await subscriber.subscribe(channel, listener, true);
     } catch (error) {
       throw connectionError(error);
     }
     return async () => {
-      if (subscriber.isOpen) await subscriber.unsubscribe(channel, handler, true).catch(() => {});
+      if (subscriber.isOpen) await subscriber.unsubscribe(channel, listener, true).catch(() => {});
     };
   }
 
   async close(): Promise<void> {
-    for (const client of [this.#subscriber, this.#client]) if (client?.isOpen) client.destroy();
+    const subscriber = await this.#subscriber?.catch(() => undefined);
+    for (const client of [subscriber, this.#client]) if (client?.isOpen) client.destroy();
   }
+}
 
-  async #duplicate(): Promise<RedisClientType> {
-    const subscriber = this.#client.duplicate() as RedisClientType;
-    subscriber.on('error', () => {});
-    try {
-      await withTimeout(subscriber.connect(), this.#timeout);
-    } catch (error) {
-      subscriber.destroy();
-      throw connectionError(error);
-    }
-    return subscriber;
+// Connects `client`; errors of the connection itself are reported by the commands that meet them.
+async function connect(client: RedisClientType, timeout: number): Promise<RedisClientType> {
+  client.on('error', () => {});
+  try {
+    await withTimeout(client.connect(), timeout);
+  } catch (error) {
+    client.destroy();
+    throw connectionError(error);
   }
+  return client;
 }
 
 /** A reply that is a Buffer, as a string; undefined for nil. */
