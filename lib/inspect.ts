@@ -7,12 +7,10 @@ import {
   readUnlocked,
   W_CODEC,
   W_COMMIT,
-  W_HOLDER_PID,
-  W_HOLDER_START,
   W_LAYOUT,
   W_LENGTH_0,
 } from './layout.js';
-import { isAlive } from './lock.js';
+import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';
 import type { Verification } from './map/repair.js';
@@ -65,11 +63,6 @@ export function inspectRegion(ref: string, check = false): Inspection | MapInspe
   }
 }
 
-function holderOf(words: Uint32Array): { pid: number; running: boolean } | null {
-  const pid = Atomics.load(words, W_HOLDER_PID);
-  return pid === 0 ? null : { pid, running: isAlive(pid, Atomics.load(words, W_HOLDER_START)) };
-}
-
 function inspectMap(region: Region, ref: string, check: boolean): MapInspection {
   const view = attachView(region.bytes, ref);
   const map = SharedMap.attach(ref);
@@ -86,7 +79,7 @@ function inspectMap(region: Region, ref: string, check: boolean): MapInspection 
       ttl: view.f64[F_TTL]!,
       version: map.version,
       codec: codecName(region.words),
-      holder: holderOf(region.words),
+      holder: holderOf(region),
       stats,
       ...(check ? { check: map.verify() } : {}),
     };
@@ -113,7 +106,7 @@ function inspectShare(region: Region): Inspection {
     version: Atomics.load(words, W_COMMIT),
     slots: [Atomics.load(words, W_LENGTH_0), Atomics.load(words, W_LENGTH_0 + 1)],
     codec: 'custom',
-    holder: holderOf(words),
+    holder: holderOf(region),
     value: undefined,
   };
   try {

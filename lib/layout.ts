@@ -11,49 +11,48 @@
 // |       |         |              |                                             | slot holding the committed value                |
 // | 4     | 16-19   | LENGTH_0     | LOCK holder, before COMMIT                  | payload bytes in slot 0                         |
 // | 5     | 20-23   | LENGTH_1     | LOCK holder, before COMMIT                  | payload bytes in slot 1                         |
-// | 6     | 24-27   | HOLDER_PID   | each LOCK holder, right after taking it     | pid of the LOCK holder; 0 when free             |
-// | 7     | 28-31   | HOLDER_START | each LOCK holder, right after taking it     | its start time (clock ticks after boot, low 32) |
-// | 8     | 32-35   | DEAD_PID     | a LOCK holder that finds HOLDER_PID         | pid of a holder that died holding the lock,     |
-// |       |         |              | set; cleared by the lock() that reports it  | until an explicit lock() reports it             |
-// | 9     | 36-39   | DEAD_START   | with DEAD_PID                               | that holder's start time                        |
+// | 6-7   | 24-31   | LOCK         | 64-bit compare-and-swap by a writer         | the writers' lock: 0 when free, else its holder |
+// |       |         |              | (lib/lock.ts); 0 on release                 | (thread id low, its start time high: OWNER)     |
+// | 8-9   | 32-39   | DEAD         | a writer taking LOCK over from a holder     | the OWNER of a holder that died holding LOCK,   |
+// |       |         |              | that died; cleared by the lock() reporting  | until a lock() (or a map's repair) reports it   |
 // | 10-11 | 40-47   | REGION_ID    | creator                                     | random id, carried in handles                   |
 // | 12    | 48-51   | CODEC        | creator                                     | hash of the codec's name (lib/codec.ts)         |
-// | 13    | 52-55   | LOCK         | compare-and-swap by a writer (lib/lock.ts)  | the writers' lock: 0 free, else holder's pid    |
+// | 13    | 52-55   | -            | -                                           | 0                                               |
 // | 14    | 56-59   | PARKED       | a LOCK holder in a lock() of its own        | 1 while it also holds the exclusive flock, so   |
 // |       |         |              |                                             | waiters sleep in the kernel                     |
 // | 15    | 60-63   | PID_NS       | creator                                     | its pid namespace (inode, low 32 bits): LOCK    |
-// |       |         |              |                                             | holds pids, which mean nothing outside it       |
+// |       |         |              |                                             | holds thread ids, meaningless outside it        |
 // | -     | 64...   | slot 0       | LOCK holder                                 | `SIZE` bytes (a map: its own header goes on)    |
 // | -     | 64+SIZE | slot 1       | LOCK holder                                 | `SIZE` bytes                                    |
 //
 // Invariants. Every word is little-endian and read or written as one aligned 32-bit access (Atomics on a
-// Uint32Array), never byte by byte. Only the holder of LOCK writes COMMIT, the lengths, the slots, PARKED and the
-// holder words. A writer fills the slot that COMMIT does not name, then its length, and commits last with one store
-// of the next version, so a writer killed at any instant leaves the previous value whole. A holder clears HOLDER_PID
-// before it releases LOCK, so a later holder that finds it set knows its predecessor died inside its critical
-// section; a waiter takes LOCK over from a holder whose process is gone (lib/lock.ts).
+// Uint32Array), never byte by byte. LOCK and DEAD are 64-bit words, each read and written as one
+// access (Atomics on a BigUint64Array), so a holder's identity never tears and a reused thread id shows as another
+// start time. Only the holder of LOCK writes COMMIT, the lengths, the slots, PARKED and DEAD. A writer fills the
+// slot that COMMIT does not name, then its length, and commits last with one store of the next version, so a writer
+// killed at any instant leaves the previous value whole. A waiter takes LOCK over, with one compare-and-swap, only
+// from a holder proven gone, and records it in DEAD for the next lock() to report (lib/lock.ts).
 //
 // Readers take no lock (readUnlocked below).
 import type { Codec } from './codec.js';
+import { step } from './crash.js';
 import { shareError } from './errors.js';
 
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 export const HEADER_BYTES = 64;
-/** The largest `size` accepted: two slots and the header must fit one Node Buffer. */
-export const MAX_SIZE = 2 ** 30;
+/** The largest `size` accepted: the header and two slots must fit one mapping (see MAX_REGION_BYTES). */
+export const MAX_SIZE = 2 ** 30 - HEADER_BYTES;
 
 export const W_MAGIC = 0;
 export const W_LAYOUT = 1;
 export const W_SIZE = 2;
 export const W_COMMIT = 3;
 export const W_LENGTH_0 = 4;
-export const W_HOLDER_PID = 6;
-export const W_HOLDER_START = 7;
-export const W_DEAD_PID = 8;
-export const W_DEAD_START = 9;
+/** The LOCK and DEAD words, as indexes of the header's 64-bit words. */
+export const D_LOCK = 3;
+export const D_DEAD = 4;
 export const W_REGION_ID = 10;
 export const W_CODEC = 12;
-export const W_LOCK = 13;
 export const W_PARKED = 14;
 export const W_PID_NS = 15;
 const HEADER_WORDS = HEADER_BYTES / 4;
@@ -67,10 +66,11 @@ const KINDS: Record<RegionKind, { magic: number; bytes: (size: number) => number
   map: { magic: 0x4d534d4d, bytes: (size) => size, what: 'a SharedMap region' },
 };
 
-/** A mapped region: the whole mapping as bytes, and its header as words. */
+/** A mapped region: the whole mapping as bytes, and its header as 32-bit and as 64-bit words. */
 export interface Mapping {
   readonly bytes: Buffer;
   readonly words: Uint32Array;
+  readonly wide: BigUint64Array;
   readonly size: number;
 }
 
@@ -79,8 +79,12 @@ export function regionBytes(kind: RegionKind, size: number): number {
   return KINDS[kind].bytes(size);
 }
 
-export function headerWords(bytes: Buffer): Uint32Array {
-  return new Uint32Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS);
+/** The header of a mapping, which starts on a page, so its 64-bit words are aligned. */
+export function headerWords(bytes: Buffer): { words: Uint32Array; wide: BigUint64Array } {
+  return {
+    words: new Uint32Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS),
+    wide: new BigUint64Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS / 2),
+  };
 }
 
 /** Writes a fresh header into zeroed memory. The magic goes last so that no one attaches to a half-made header. */
@@ -219,7 +223,9 @@ export function commit(map: Mapping, payload: Uint8Array): number {
   const version = nextVersion(Atomics.load(map.words, W_COMMIT));
   const slot = version & 1;
   map.bytes.set(payload, slotOffset(slot, map.size));
+  step('commit.payload');
   Atomics.store(map.words, W_LENGTH_0 + slot, payload.length);
+  step('commit.length');
   // The commit word goes last: until this store the previous value stays the committed one.
   Atomics.store(map.words, W_COMMIT, version);
   return version;

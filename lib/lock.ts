@@ -1,9 +1,10 @@
-// The writers' lock: a word in the region, flock for waiters to sleep on, and the holder words that tell the next
-// holder whether its predecessor died.
-import { readFileSync, statSync } from 'node:fs';
+// The writers' lock: a 64-bit word in the region naming its holder, flock for waiters to sleep on, and the proof a
+// waiter needs before it takes the lock over from a holder that died.
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { step } from './crash.js';
 import { describe, errnoOf, shareError } from './errors.js';
-import { W_DEAD_PID, W_DEAD_START, W_HOLDER_PID, W_HOLDER_START, W_LOCK, W_PARKED } from './layout.js';
+import { D_DEAD, D_LOCK, W_PARKED } from './layout.js';
 import { fsExt } from './native.js';
 
 /** What `lock()` learned about the previous holder. */
@@ -12,16 +13,59 @@ export type LockInfo =
   /** The previous holder died inside its critical section: repair what it may have left half done. */
   | { readonly ownerDied: true; readonly deadPid: number };
 
-/** Start time of a process in clock ticks after boot (low 32 bits), or undefined when it is gone. */
-export function startTimeOf(pid: number): number | undefined {
+/**
+ * A thread as lock words, fetch markers and counter rows record it: its thread id (the pid, for a main thread) and
+ * its start time in clock ticks after boot (low 32 bits; 0 where it could not be read).
+ */
+export interface Owner {
+  readonly id: number;
+  readonly start: number;
+}
+
+// The kernel's word on a thread: its start time and whether it is a zombie; undefined when /proc gave no answer.
+function procStat(id: number): { start: number; zombie: boolean } | 'gone' | undefined {
+  let stat: string;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // The command name in parentheses may hold spaces; the fields after it are plain. starttime is field 22.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[19]) >>> 0;
-  } catch {
-    return undefined;
+    stat = readFileSync(`/proc/${id}/stat`, 'latin1');
+  } catch (error) {
+    return errnoOf(error) === 'ENOENT' || errnoOf(error) === 'ESRCH' ? 'gone' : undefined;
   }
+  // The command name in parentheses may hold spaces; the fields after it are plain: state first, starttime 20th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { start: Number(fields[19]) >>> 0, zombie: fields[0] === 'Z' || fields[0] === 'X' };
+}
+
+/**
+ * Whether the thread `owner` is proven gone: /proc has no such thread, or shows a zombie, or a thread of another start
+ * time (its id reused). Anything else (descriptors exhausted, /proc unreadable) leaves it alive: a waiter that cannot
+ * prove a holder dead waits on.
+ */
+export function isGone(owner: Owner): boolean {
+  const stat = procStat(owner.id);
+  if (stat === 'gone') return true;
+  if (stat === undefined) return false;
+  return stat.zombie || (owner.start !== 0 && stat.start !== owner.start);
+}
+
+// This thread's id: /proc/thread-self names it (Linux 3.17); before that only a main thread's is known, its pid.
+const ownId = (() => {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return process.pid;
+  }
+})();
+let ownStart = startOf(ownId);
+
+function startOf(id: number): number {
+  const stat = procStat(id);
+  return typeof stat === 'object' ? stat.start : 0;
+}
+
+/** This thread, as it records itself; its start time is read again until it could be read once. */
+export function ownOwner(): Owner {
+  if (ownStart === 0) ownStart = startOf(ownId);
+  return { id: ownId, start: ownStart };
 }
 
 let ownNamespace: number | undefined;
@@ -38,12 +82,13 @@ export function pidNamespace(): number {
   return ownNamespace;
 }
 
-let ownStart: number | undefined;
+/** An owner as one 64-bit word: its id low, its start time high; 0n is no owner. */
+export function ownerWord(owner: Owner): bigint {
+  return BigInt(owner.id) | (BigInt(owner.start) << 32n);
+}
 
-/** This process's start time, as recorded in holder words and fetch markers. */
-export function ownStartTime(): number {
-  ownStart ??= startTimeOf(process.pid) ?? 0;
-  return ownStart;
+export function ownerOf(word: bigint): Owner {
+  return { id: Number(word & 0xffffffffn), start: Number(word >> 32n) };
 }
 
 // Lock-free reads rely on x86-64 keeping loads in order (see readUnlocked); elsewhere every read takes the flock.
@@ -90,67 +135,52 @@ export function checkTimeout(timeout: unknown = Infinity): number {
   return timeout;
 }
 
-// Locks held by instances of this thread, by region id: waiting for one would never end, because the holder can only
-// release it from this same thread.
-const heldInThisThread = new Set<string>();
-
-/** A region as the lock sees it: its id, its own descriptor, its header words, its file as /proc/<pid>/maps names it. */
+/** A region as the lock sees it: its id, its own descriptor, its header as 32-bit and 64-bit words. */
 interface Lockable {
-  readonly id: string;
   readonly fd: number;
   readonly words: Uint32Array;
-  readonly mapsId: string;
+  readonly wide: BigUint64Array;
+}
+
+// This thread's LOCK word; read again while its start time is unknown.
+function me(): bigint {
+  return ownerWord(ownOwner());
 }
 
 /**
- * Takes the writers' lock, waiting as long as it takes (blocking the thread), and records this process as its holder.
- * `own` asks for a critical section of the caller's own (lock()): the holder then also takes the exclusive flock, so
- * that waiters sleep in the kernel until it ends instead of polling.
+ * Takes the writers' lock, waiting as long as it takes (blocking the thread). `own` asks for a critical section of
+ * the caller's own (lock()): the holder then also takes the exclusive flock, so that waiters sleep in the kernel until
+ * it ends instead of polling.
  */
 export function takeLock(region: Lockable, own = false): void {
-  if (heldInThisThread.has(region.id)) {
-    throw shareError('ERR_ALREADY_LOCKED', 'another instance in this thread holds the lock: waiting would deadlock');
-  }
-  takeWordLock(region);
+  takeWordLock(region, me());
   held(region, own);
 }
 
 /**
- * Takes the writers' lock for a critical section of the caller's own if it is free, or if its holder is gone; false
- * when someone holds it.
+ * Takes the writers' lock for a critical section of the caller's own if it is free, or if its holder is proven gone;
+ * false when someone holds it.
  */
 export function tryTakeLock(region: Lockable): boolean {
-  if (heldInThisThread.has(region.id)) return false;
-  const { words } = region;
-  const holder = Atomics.compareExchange(words, W_LOCK, 0, process.pid);
-  if (holder !== 0) {
-    const recorded = Atomics.load(words, W_HOLDER_PID) === holder;
-    const start = recorded ? Atomics.load(words, W_HOLDER_START) : startTimeOf(holder);
-    if (holderLives(region, holder, start) !== false || !takeOver(words, holder)) return false;
-  }
+  const mine = me();
+  const holder = Atomics.compareExchange(region.wide, D_LOCK, 0n, mine);
+  if (holder !== 0n && (holder === mine || !isGone(ownerOf(holder)) || !takeOver(region, holder, mine))) return false;
   held(region, true);
   return true;
 }
 
-// Whether the process `pid`, found holding LOCK when its start time was `start`, can still release it: false when it
-// is gone, its pid now names a later process, or it does not map the region (a lock word damaged into another
-// process's pid); undefined when its maps cannot be read.
-function holderLives(region: Lockable, pid: number, start: number | undefined): boolean | undefined {
-  if (start === undefined || startTimeOf(pid) !== start) return false;
-  return isMappedBy(pid, region.mapsId);
-}
-
-// Takes LOCK over from `holder`, unless another waiter did first.
-function takeOver(words: Uint32Array, holder: number): boolean {
-  if (Atomics.compareExchange(words, W_LOCK, holder, process.pid) !== holder) return false;
+// Takes LOCK over from `holder`, proven gone, unless another waiter did first; records it in DEAD for lock() to report.
+function takeOver(region: Lockable, holder: bigint, mine: bigint): boolean {
+  if (Atomics.compareExchange(region.wide, D_LOCK, holder, mine) !== holder) return false;
+  step('lock.tookOver');
+  Atomics.store(region.wide, D_DEAD, holder);
   // The flock of a holder that died is free already; PARKED is what it left behind.
-  Atomics.store(words, W_PARKED, 0);
+  Atomics.store(region.words, W_PARKED, 0);
   return true;
 }
 
 function held(region: Lockable, own: boolean): void {
-  recordHolder(region.words);
-  heldInThisThread.add(region.id);
+  step('lock.taken');
   if (own) {
     // Waiters take the shared flock only once PARKED is set, and drop it at once: this wait is short.
     fsExt.flockSync(region.fd, 'ex');
@@ -158,12 +188,11 @@ function held(region: Lockable, own: boolean): void {
   }
 }
 
-/** Releases the writers' lock: the holder words first, so that a holder seen there while the lock is free died. */
+/** Releases the writers' lock. */
 export function releaseLock(region: Lockable): void {
-  clearHolder(region.words);
-  heldInThisThread.delete(region.id);
   if (Atomics.exchange(region.words, W_PARKED, 0) !== 0) fsExt.flockSync(region.fd, 'un');
-  Atomics.store(region.words, W_LOCK, 0);
+  step('lock.releasing');
+  Atomics.store(region.wide, D_LOCK, 0n);
 }
 
 // A waiter spins this long before it sleeps: writers hold the lock for about a microsecond.
@@ -171,107 +200,70 @@ const SPIN_MS = 0.02;
 const LONGEST_SLEEP_MS = 0.1;
 // How often a waiter asks whether the holder still runs.
 const HOLDER_CHECK_MS = 5;
-// Where a holder's mappings cannot be read, a waiter takes over after finding the holder words naming another process
-// at this many checks in a row: a holder records itself there right after it takes the lock word.
-const UNRECORDED_CHECKS = 20;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /**
- * Takes the LOCK word: 0 when free, else the pid of its holder. It costs no system call, where flock costs two. A
+ * Takes the LOCK word with a compare-and-swap of this thread's owner word: no system call, where flock costs two. A
  * waiter spins briefly, then sleeps in growing steps, or in the shared flock while the holder is in a critical section
  * of its own (PARKED). Every HOLDER_CHECK_MS, and whenever the flock comes free while PARKED stays set, it checks
- * that the holder could hold it: that its process still runs (the same pid with the same start time it first saw) and
- * that it maps the region (when /proc/<pid>/maps cannot be read: that the holder words name it). The lock of a holder
- * that cannot is taken over with a compare-and-swap, so by one waiter.
+ * whether the holder is proven gone (isGone), and takes such a lock over with a compare-and-swap, so by one waiter.
  */
-function takeWordLock(region: Lockable): void {
-  const { words, fd } = region;
-  const pid = process.pid;
-  let holder = Atomics.compareExchange(words, W_LOCK, 0, pid);
-  if (holder === 0) return;
-  let seen = holder;
-  let seenStart = startTimeOf(holder);
-  let since = performance.now();
-  // A holder whose process could not be found is checked as soon as the spin ends, not HOLDER_CHECK_MS later.
-  let checked = seenStart === undefined ? -Infinity : since;
-  let unrecorded = 0;
+function takeWordLock(region: Lockable, mine: bigint): void {
+  const { words, wide, fd } = region;
+  let holder = Atomics.compareExchange(wide, D_LOCK, 0n, mine);
+  if (holder === 0n) return;
+  let seen = -1n;
+  let since = 0;
+  let checked = 0;
   let sleep = 0.01;
   for (;;) {
-    holder = Atomics.load(words, W_LOCK);
-    if (holder === 0) {
-      holder = Atomics.compareExchange(words, W_LOCK, 0, pid);
-      if (holder === 0) return;
+    if (holder === mine) {
+      throw shareError('ERR_ALREADY_LOCKED', 'another instance in this thread holds the lock: waiting would deadlock');
     }
     const now = performance.now();
     if (holder !== seen) {
-      [seen, seenStart, since, sleep, unrecorded] = [holder, startTimeOf(holder), now, 0.01, 0];
-      checked = seenStart === undefined ? -Infinity : now;
+      // A new holder is checked as soon as the spin ends: one that died may have been found holding the lock.
+      [seen, since, checked, sleep] = [holder, now, -Infinity, 0.01];
     }
-    if (now - since < SPIN_MS) continue;
-    if (Atomics.load(words, W_PARKED) !== 0) {
-      fsExt.flockSync(fd, 'sh');
-      fsExt.flockSync(fd, 'un');
-      // The flock came free with the lock still held and PARKED still set: the holder may have died with it.
-      if (Atomics.load(words, W_LOCK) === seen && Atomics.load(words, W_PARKED) !== 0) checked = -Infinity;
-    }
-    if (now - checked >= HOLDER_CHECK_MS) {
-      checked = now;
-      const lives = holderLives(region, holder, seenStart);
-      unrecorded = Atomics.load(words, W_HOLDER_PID) === holder ? 0 : unrecorded + 1;
-      if (lives === false || (lives === undefined && unrecorded >= UNRECORDED_CHECKS)) {
-        if (takeOver(words, holder)) return;
-        continue;
+    if (now - since >= SPIN_MS) {
+      if (Atomics.load(words, W_PARKED) !== 0) {
+        fsExt.flockSync(fd, 'sh');
+        fsExt.flockSync(fd, 'un');
+        // The flock came free with the lock still held and PARKED still set: the holder may have died with it.
+        if (Atomics.load(wide, D_LOCK) === seen && Atomics.load(words, W_PARKED) !== 0) checked = -Infinity;
       }
+      if (now - checked >= HOLDER_CHECK_MS) {
+        checked = now;
+        if (isGone(ownerOf(holder)) && takeOver(region, holder, mine)) return;
+      }
+      Atomics.wait(sleeper, 0, 0, sleep);
+      sleep = Math.min(sleep * 2, LONGEST_SLEEP_MS);
     }
-    Atomics.wait(sleeper, 0, 0, sleep);
-    sleep = Math.min(sleep * 2, LONGEST_SLEEP_MS);
+    holder = Atomics.load(wide, D_LOCK);
+    if (holder === 0n) {
+      holder = Atomics.compareExchange(wide, D_LOCK, 0n, mine);
+      if (holder === 0n) return;
+    }
   }
-}
-
-/** Whether process `pid` maps the file `mapsId` names; undefined when its maps cannot be read. */
-function isMappedBy(pid: number, mapsId: string): boolean | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/maps`, 'latin1').includes(mapsId);
-  } catch (error) {
-    return errnoOf(error) === 'ENOENT' ? false : undefined;
-  }
-}
-
-/** Whether the process that recorded (pid, start) still runs: a reused pid has another start time. */
-export function isAlive(pid: number, start: number): boolean {
-  return startTimeOf(pid) === start;
-}
-
-// Records this process as the holder, right after it took the lock; keeps note of a dead predecessor.
-function recordHolder(words: Uint32Array): void {
-  const previous = Atomics.load(words, W_HOLDER_PID);
-  if (previous !== 0) {
-    Atomics.store(words, W_DEAD_START, Atomics.load(words, W_HOLDER_START));
-    Atomics.store(words, W_DEAD_PID, previous);
-  }
-  Atomics.store(words, W_HOLDER_START, ownStartTime());
-  Atomics.store(words, W_HOLDER_PID, process.pid);
-}
-
-// Clears the holder words; must run before the lock is released.
-function clearHolder(words: Uint32Array): void {
-  Atomics.store(words, W_HOLDER_PID, 0);
-  Atomics.store(words, W_HOLDER_START, 0);
 }
 
 /** Reports, once, a holder that died holding the lock since the last report. */
-export function takeDeadHolder(words: Uint32Array): LockInfo {
-  const deadPid = Atomics.load(words, W_DEAD_PID);
-  if (deadPid === 0) return { ownerDied: false };
-  Atomics.store(words, W_DEAD_PID, 0);
-  Atomics.store(words, W_DEAD_START, 0);
-  return { ownerDied: true, deadPid };
+export function takeDeadHolder(region: Lockable): LockInfo {
+  const dead = Atomics.exchange(region.wide, D_DEAD, 0n);
+  return dead === 0n ? { ownerDied: false } : { ownerDied: true, deadPid: ownerOf(dead).id };
 }
 
-/** Describes the current exclusive holder for an error message; read without the lock, so only a hint. */
-export function describeHolder(words: Uint32Array): string {
-  const pid = Atomics.load(words, W_HOLDER_PID);
-  if (pid === 0) return 'held by a process that is just taking or releasing it';
-  const state = isAlive(pid, Atomics.load(words, W_HOLDER_START)) ? 'running' : 'gone';
-  return `held by pid ${pid} (${state})`;
+/** The current holder of the lock and whether it still runs, read without the lock, so only a hint. */
+export function holderOf(region: Lockable): { pid: number; running: boolean } | null {
+  const word = Atomics.load(region.wide, D_LOCK);
+  if (word === 0n) return null;
+  const owner = ownerOf(word);
+  return { pid: owner.id, running: !isGone(owner) };
+}
+
+/** Describes the current holder for an error message. */
+export function describeHolder(region: Lockable): string {
+  const holder = holderOf(region);
+  if (holder === null) return 'the lock was just released';
+  return `held by ${holder.pid === process.pid ? 'this process' : `pid ${holder.pid}`} (${holder.running ? 'running' : 'gone'})`;
 }

@@ -20,6 +20,9 @@ function load<T>(name: string): T {
 const mmapIo: MmapIo = load<MmapIo>('@riaskov/mmap-io');
 export const fsExt: FsExt = load<FsExt>('fs-ext-extra-prebuilt');
 
+/** The most bytes one mapping can take: the addon reads the length as a C int. */
+export const MAX_REGION_BYTES = 2 ** 31 - 1;
+
 /** Maps `bytes` of `fd` shared, read and write. A failure is a system error with its errno code, as fs's are. */
 export function mapShared(fd: number, bytes: number): Buffer {
   try {

@@ -19,14 +19,12 @@ import {
   W_PID_NS,
 } from './layout.js';
 import { pidNamespace } from './lock.js';
-import { mapShared } from './native.js';
+import { mapShared, MAX_REGION_BYTES } from './native.js';
 
 /** An open region: its own descriptor (so its own flock) and its mapping. */
 export interface Region extends Mapping {
   readonly kind: RegionKind;
   readonly fd: number;
-  /** The device and inode of the file behind it as /proc/<pid>/maps shows them (" 00:1b 467221 "). */
-  readonly mapsId: string;
   /** The random id in the header: the same for every instance of the region. */
   readonly id: string;
   /** What another process passes to attach(): a path for named regions, a /proc reference otherwise. */
@@ -54,9 +52,13 @@ export function createRegion(
   init?: (bytes: Buffer) => void,
 ): Region {
   const absolute = path === undefined ? undefined : resolve(path);
+  const bytes = regionBytes(kind, size);
+  // Refused before a file is made or a page written: the kinds' own limits keep within this one.
+  if (bytes > MAX_REGION_BYTES) {
+    throw shareError('ERR_BAD_SIZE', `a region may take ${MAX_REGION_BYTES} bytes, and this one needs ${bytes}`);
+  }
   const fd = absolute === undefined ? openNameless() : openNew(absolute);
   try {
-    const bytes = regionBytes(kind, size);
     allocate(fd, bytes);
     const map = mapRegion(fd, bytes);
     const id = randomBytes(8);
@@ -172,18 +174,9 @@ function opened(
     kind,
     size,
     fd,
-    mapsId: mapsIdOf(fd),
     id,
     handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}`,
   };
-}
-
-// An inode number alone also names files of other filesystems in a process's maps: the device tells them apart.
-function mapsIdOf(fd: number): string {
-  const { dev, ino } = fstatSync(fd, { bigint: true });
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  return ` ${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')} ${ino} `;
 }
 
 function openNameless(): number {
@@ -250,7 +243,7 @@ function mapRegion(fd: number, bytes: number): Omit<Mapping, 'size'> {
   }
   mappings++;
   unmapped.register(mapped, undefined);
-  return { bytes: mapped, words: headerWords(mapped) };
+  return { bytes: mapped, ...headerWords(mapped) };
 }
 
 function maxMapCount(): number {

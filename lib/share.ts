@@ -170,7 +170,7 @@ export class MmapShare<T = unknown> implements Share<T> {
       () => (!this.#locked && tryTakeLock(this.#open()) ? this.#acquired() : undefined),
       timeout,
       options.signal,
-      () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open().words)}`,
+      () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open())}`,
     );
   }
 
@@ -246,7 +246,7 @@ export class MmapShare<T = unknown> implements Share<T> {
 
   #acquired(): LockInfo {
     this.#locked = true;
-    return takeDeadHolder(this.#open().words);
+    return takeDeadHolder(this.#open());
   }
 
   #release(region: Region): void {

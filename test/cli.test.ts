@@ -28,7 +28,7 @@ describe('mmap-share inspect', () => {
     await child.call('lock');
     const { code, stdout } = await inspect('inspect', share.handle);
     expect(code).toBe(0);
-    expect(stdout).toContain('layout   2');
+    expect(stdout).toContain('layout   3');
     expect(stdout).toContain('size     4096 bytes a slot');
     expect(stdout).toContain('version  2 (slot 0)');
     expect(stdout).toMatch(/slot 0 {3}\d+ bytes\nslot 1 {3}\d+ bytes/);
@@ -43,7 +43,7 @@ describe('mmap-share inspect', () => {
     expect(JSON.parse(stdout)).toStrictEqual({
       kind: 'share',
       handle: expect.stringMatching(/^mmap-share:\d+:\d+:[0-9a-f]{16}$/),
-      layout: 2,
+      layout: 3,
       size: 256,
       version: 1,
       slots: [0, expect.any(Number)],

@@ -231,6 +231,11 @@ export function expiresOf(view: MapView, head: number): number {
   return view.f64[(view.chunkBase + head * CHUNK + R_EXPIRES_BYTE) >>> 3]!;
 }
 
+/** Sets the expiry time of the record starting at `head` in place: a fetch marker's lease, renewed under the lock. */
+export function setExpires(view: MapView, head: number, expires: number): void {
+  view.f64[(view.chunkBase + head * CHUNK + R_EXPIRES_BYTE) >>> 3] = expires;
+}
+
 /** Whether an entry that expires at `expires` (0: never) has expired by `now`; the clock is read only if it may have. */
 export function isExpired(expires: number, now?: number): boolean {
   return expires !== 0 && expires <= (now ?? Date.now());

@@ -3,11 +3,13 @@
 import type { Cache } from '../api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
+import { step } from '../crash.js';
+import { type FlightControl, Flights } from '../flight.js';
 import {
   checkTimeout,
-  isAlive,
+  isGone,
   LOCK_FREE_TRIES,
-  ownStartTime,
+  ownOwner,
   pollUntil,
   releaseLock,
   takeDeadHolder,
@@ -41,11 +43,13 @@ import {
   MAX_LOAD,
   R_KEY,
   R_VALUE,
+  R_VER,
   RECORD_HEADER,
   recordChunks,
   S_HEAD,
   S_VER,
   slotsFor,
+  setExpires,
   slotWord,
   W_ENTRIES,
   W_EPOCH,
@@ -56,7 +60,7 @@ import {
 } from './layout.js';
 import { repair, type Verification, verify } from './repair.js';
 import { encoded, encodeKey, find, found, MISS, ownKey, RACED, touch } from './table.js';
-import { clear, markerOwner, put, recordOf, remove, sweep } from './writer.js';
+import { clear, type Marker, markerBytes, markerOf, put, recordOf, remove, sweep } from './writer.js';
 
 export interface SharedMapOptions<V> {
   /** Bytes of the whole region: a number, or a string such as '64MB' (KB, MB, GB are powers of 1024). */
@@ -85,9 +89,15 @@ export interface SetOptions {
 }
 
 export interface FetchOptions extends SetOptions {
-  /** Milliseconds to wait for another process's computation before ERR_LOCK_TIMEOUT. Default: for ever. */
+  /**
+   * Milliseconds this call waits for a computation it did not run (another process's, or another call's on this
+   * instance) before ERR_LOCK_TIMEOUT. Default: for ever.
+   */
   timeout?: number;
-  /** Cancels waiting for another process (AbortError); while this process computes, it is passed to `compute`. */
+  /**
+   * Cancels this call (AbortError). `compute` gets a signal that aborts once every call waiting for it has been
+   * cancelled.
+   */
   signal?: AbortSignal;
 }
 
@@ -112,11 +122,16 @@ export interface MapStats {
 
 /** The smallest and largest `capacity`. */
 export const MIN_CAPACITY = 64 * 1024;
-export const MAX_CAPACITY = 2 ** 32 - 2 ** 16;
+export const MAX_CAPACITY = 2 ** 31 - 2 ** 16;
 const DEFAULT_MAX_KEY = 1024;
 const DEFAULT_MAX_VALUE = 2 ** 20;
 const BYTES_PER_DEFAULT_ENTRY = 128;
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };
+
+// A fetch marker is a lease: its computing instance renews it every LEASE_MS / 3, so that a marker whose thread was
+// lost in a way /proc cannot prove (a blocked event loop aside) lets other processes compute after LEASE_MS.
+const LEASE_MS = 10_000;
+let lastToken = 0;
 
 const ABSENT = Symbol('absent');
 const RACE = Symbol('race');
@@ -139,9 +154,11 @@ export class SharedMap<V = unknown> implements Cache<V> {
   // Where the last read found its entry.
   #slot = 0;
   #ver = 0;
+  #head = 0;
   #expires = 0;
-  #snapshots = new Map<string, { slot: number; ver: number; expires: number; value: Readonly<V> }>();
-  #fetches = new Map<string, Promise<V | undefined>>();
+  #snapshots = new Map<string, { slot: number; ver: number; head: number; expires: number; value: Readonly<V> }>();
+  #fetches = new Flights<V | undefined>();
+  // This instance's fetch markers: key to token.
   #markers = new Map<string, number>();
 
   /** Same as `SharedMap.create(options)`. */
@@ -204,9 +221,12 @@ export class SharedMap<V = unknown> implements Cache<V> {
   snapshot(key: string): Readonly<V> | undefined {
     const view = this.#open();
     const cached = this.#snapshots.get(key);
+    // The slot still holds the record decoded, and the record its version: what get() checks of what it reads.
     if (
       cached !== undefined &&
       Atomics.load(view.words, slotWord(view, cached.slot) + S_VER) === cached.ver &&
+      Atomics.load(view.words, slotWord(view, cached.slot) + S_HEAD) === cached.head &&
+      Atomics.load(view.words, chunkWord(view, cached.head) + R_VER) === cached.ver &&
       !isExpired(cached.expires)
     ) {
       touch(view, cached.slot);
@@ -218,8 +238,8 @@ export class SharedMap<V = unknown> implements Cache<V> {
       this.#snapshots.delete(key);
       return undefined;
     }
-    // A slot holds this version only while the entry is unchanged: versions are never given twice.
-    const entry = { slot: this.#slot, ver: this.#ver, expires: this.#expires, value: deepFreeze(value) };
+    // A slot holds this version only while the entry is unchanged: no two live records share a version.
+    const entry = { slot: this.#slot, ver: this.#ver, head: this.#head, expires: this.#expires, value: deepFreeze(value) };
     this.#snapshots.delete(key);
     if (this.#snapshots.size >= this.#view.maxEntries) this.#snapshots.delete(this.#snapshots.keys().next().value!);
     this.#snapshots.set(key, entry);
@@ -302,7 +322,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   /**
    * The value of `key`; when it is absent, `compute(key)` runs in exactly one process of the cluster while the others
-   * wait for its result, polling without blocking their event loop. If the computing process dies, or its compute
+   * wait for its result, polling without blocking their event loop. If the computing thread dies, or its compute
    * throws (which its own caller alone sees), a waiting process computes instead.
    */
   async fetch(
@@ -318,7 +338,9 @@ export class SharedMap<V = unknown> implements Cache<V> {
     this.#expiry(options.ttl);
     const hit = this.get(key);
     if (hit !== undefined) return hit;
-    return joined(this.#fetches, key, () => this.#fetchShared(key, compute, options, timeout));
+    return this.#fetches.join(key, timeout, options.signal, (control) =>
+      this.#fetchShared(key, compute, options.ttl, control),
+    );
   }
 
   /** Removes every entry. */
@@ -328,7 +350,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     this.#snapshots.clear();
   }
 
-  /** Removes every expired entry, and the markers of fetches whose process is gone; returns how many. */
+  /** Removes every expired entry, and the markers of fetches whose thread is gone or whose lease ran out; returns how many. */
   purgeStale(): number {
     const view = this.#open();
     return this.#exclusive(() => sweep(view, Date.now(), view.slots));
@@ -430,7 +452,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       if (this.#row !== undefined || this.#hits + this.#misses > 0 || this.#markers.size > 0) {
         this.#exclusive(() => {
           this.#foldCounters(view);
-          for (const [name, ver] of this.#markers) this.#dropMarker(view, name, ver);
+          for (const [name, token] of this.#markers) this.#dropMarker(view, name, token);
         });
       }
     } finally {
@@ -460,7 +482,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     takeLock(region);
     this.#locked = true;
     try {
-      if (takeDeadHolder(region.words).ownerDied) repair(this.#view);
+      if (takeDeadHolder(region).ownerDied) repair(this.#view);
       return work();
     } finally {
       this.#locked = false;
@@ -535,6 +557,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     if (use) touch(view, slot);
     this.#slot = slot;
     this.#ver = ver;
+    this.#head = head;
     this.#expires = expires;
     if (!decode) return undefined as V;
     if (payload !== undefined) {
@@ -584,8 +607,9 @@ export class SharedMap<V = unknown> implements Cache<V> {
     for (let pass = 0; pass < 2; pass++) {
       for (let row = 0; row < COUNTER_ROWS; row++) {
         const at = rowIndex(row);
-        if (Atomics.compareExchange(words, at.pid, 0, process.pid) !== 0) continue;
-        Atomics.store(words, at.pid + 1, ownStartTime());
+        const owner = ownOwner();
+        if (Atomics.compareExchange(words, at.pid, 0, owner.id) !== 0) continue;
+        Atomics.store(words, at.pid + 1, owner.start);
         this.#row = at;
         return;
       }
@@ -599,7 +623,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     for (let row = 0; row < COUNTER_ROWS; row++) {
       const at = rowIndex(row);
       const pid = Atomics.load(words, at.pid);
-      if (pid === 0 || isAlive(pid, Atomics.load(words, at.pid + 1))) continue;
+      if (pid === 0 || !isGone({ id: pid, start: Atomics.load(words, at.pid + 1) })) continue;
       f64[F_HITS]! += f64[at.hits]!;
       f64[F_MISSES]! += f64[at.hits + 1]!;
       f64[at.hits] = 0;
@@ -625,32 +649,31 @@ export class SharedMap<V = unknown> implements Cache<V> {
   async #fetchShared(
     name: string,
     compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
-    options: FetchOptions,
-    timeout: number,
+    ttl: number | undefined,
+    control: FlightControl,
   ): Promise<V | undefined> {
-    const deadline = performance.now() + timeout;
     for (;;) {
       const claim = this.#claim(name);
       if (claim.kind === 'value') return claim.value;
-      if (claim.kind === 'mine') return this.#compute(name, claim.ver, compute, options);
-      const { ver, pid, start } = claim;
+      if (claim.kind === 'mine') {
+        control.computing();
+        return this.#compute(name, claim.token, compute, ttl, control.signal);
+      }
+      control.waitingFor(`pid ${claim.marker.id} to compute it`);
       await pollUntil(
-        () => (this.#markerGone(name, ver) || !isAlive(pid, start) ? true : undefined),
-        Math.max(0, deadline - performance.now()),
-        options.signal,
-        () => `fetch(${JSON.stringify(name)}) waited ${timeout} ms for pid ${pid} to compute it`,
+        () => (this.#markerLapsed(name, claim.ver, claim.marker) ? true : undefined),
+        Infinity,
+        control.signal,
+        () => '',
       );
     }
   }
 
-  // Under the lock: the key's value if it has one; else this process's marker, put in place of none or of the
-  // marker of a process that is gone; else the marker of the process computing it.
+  // Under the lock: the key's value if it has one; else this instance's marker, put in place of none, or of a marker
+  // whose lease ran out or whose thread is gone; else the live marker of the thread computing it.
   #claim(
     name: string,
-  ):
-    | { kind: 'value'; value: V }
-    | { kind: 'mine'; ver: number }
-    | { kind: 'wait'; ver: number; pid: number; start: number } {
+  ): { kind: 'value'; value: V } | { kind: 'mine'; token: number } | { kind: 'wait'; ver: number; marker: Marker } {
     const view = this.#open();
     encodeKey(name, view.maxKey);
     const { bytes, hash } = ownKey();
@@ -659,69 +682,99 @@ export class SharedMap<V = unknown> implements Cache<V> {
       const slot = find(view, bytes, bytes.length, hash, true);
       if (slot !== MISS) {
         const record = recordOf(view, found.head);
-        if (!(record.flags & FLAG_PENDING) && !isExpired(record.expires, now)) {
+        const live = !isExpired(record.expires, now);
+        if (!(record.flags & FLAG_PENDING) && live) {
           return { kind: 'value', value: this.#decodeLocked(view, found.head, record.keyLength, record.valueLength) };
         }
-        const owner = markerOwner(view, found.head);
-        if (record.flags & FLAG_PENDING && isAlive(owner.pid, owner.start)) {
-          return { kind: 'wait', ver: found.ver, ...owner };
-        }
+        const marker = markerOf(view, found.head);
+        if (record.flags & FLAG_PENDING && live && !isGone(marker)) return { kind: 'wait', ver: found.ver, marker };
       }
-      const me = Buffer.alloc(8);
-      me.writeUInt32LE(process.pid, 0);
-      me.writeUInt32LE(ownStartTime(), 4);
-      const ver = put(view, { key: bytes, hash, flags: FLAG_PENDING, value: me, expires: 0 }, now);
-      this.#markers.set(name, ver);
-      return { kind: 'mine', ver };
+      const token = (lastToken = (lastToken + 1) >>> 0);
+      const value = markerBytes({ ...ownOwner(), token });
+      put(view, { key: bytes, hash, flags: FLAG_PENDING, value, expires: now + LEASE_MS }, now);
+      this.#markers.set(name, token);
+      step('marker.claimed');
+      return { kind: 'mine', token };
     });
   }
 
+  // Runs compute for the marker `token` holds, renewing its lease meanwhile; stores what it returns in place of the
+  // marker, or drops the marker on every way out that stores nothing (compute, encode or store failing).
   async #compute(
     name: string,
-    ver: number,
+    token: number,
     compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
-    options: FetchOptions,
+    ttl: number | undefined,
+    signal: AbortSignal,
   ): Promise<V | undefined> {
-    let value: V;
+    const renewal = setInterval(() => this.#renew(name, token), LEASE_MS / 3);
+    renewal.unref();
     try {
-      value = await compute(name, { signal: options.signal });
+      const value = await compute(name, { signal });
+      const payload = value === undefined ? undefined : this.#encode(value);
+      const expires = this.#expiry(ttl);
+      const view = this.#open();
+      this.#exclusive(() => {
+        const slot = this.#markerSlot(view, name, token);
+        // A value someone set meanwhile is newer than this computation: it stays.
+        if (slot === MISS) return;
+        if (payload === undefined) remove(view, slot, undefined);
+        else put(view, { key: encoded.bytes.subarray(0, encoded.length), hash: encoded.hash, flags: 0, value: payload, expires }, Date.now());
+        this.#markers.delete(name);
+      });
+      return value;
     } catch (error) {
-      if (!this.closed) this.#exclusive(() => this.#dropMarker(this.#view, name, ver));
+      if (this.#markers.get(name) === token && !this.closed) {
+        this.#exclusive(() => this.#dropMarker(this.#view, name, token));
+      }
       throw error;
+    } finally {
+      clearInterval(renewal);
     }
-    const payload = value === undefined ? undefined : this.#encode(value);
-    const expires = this.#expiry(options.ttl);
-    const view = this.#open();
-    encodeKey(name, view.maxKey);
-    const { bytes, hash } = ownKey();
+  }
+
+  // Extends the lease of this instance's marker for `name`, while it is there.
+  #renew(name: string, token: number): void {
+    if (this.closed || this.#markers.get(name) !== token) return;
+    const view = this.#view;
     this.#exclusive(() => {
-      this.#markers.delete(name);
-      const slot = find(view, bytes, bytes.length, hash, true);
-      // A value someone set meanwhile is newer than this computation: it stays.
-      if (slot !== MISS && found.ver !== ver) return;
-      if (payload !== undefined) put(view, { key: bytes, hash, flags: 0, value: payload, expires }, Date.now());
-      else if (slot !== MISS) remove(view, slot, undefined);
+      const slot = this.#markerSlot(view, name, token);
+      if (slot === MISS) return;
+      setExpires(view, found.head, Date.now() + LEASE_MS);
+      step('marker.renewed');
     });
-    return value;
+  }
+
+  // The slot of this instance's marker for `name` with `token`, or MISS; leaves the key encoded. Under the lock.
+  #markerSlot(view: MapView, name: string, token: number): number {
+    encodeKey(name, view.maxKey);
+    const slot = find(view, encoded.bytes, encoded.length, encoded.hash, true);
+    if (slot === MISS || !(recordOf(view, found.head).flags & FLAG_PENDING)) return MISS;
+    const marker = markerOf(view, found.head);
+    const owner = ownOwner();
+    return marker.token === token && marker.id === owner.id && marker.start === owner.start ? slot : MISS;
   }
 
   // Removes this instance's marker for `name`, if it is still there.
-  #dropMarker(view: MapView, name: string, ver: number): void {
+  #dropMarker(view: MapView, name: string, token: number): void {
+    const slot = this.#markerSlot(view, name, token);
+    if (slot !== MISS) {
+      remove(view, slot, undefined);
+      step('marker.dropped');
+    }
     this.#markers.delete(name);
-    encodeKey(name, view.maxKey);
-    const slot = find(view, encoded.bytes, encoded.length, encoded.hash, true);
-    if (slot !== MISS && found.ver === ver) remove(view, slot, undefined);
   }
 
-  #markerGone(name: string, ver: number): boolean {
+  // Whether the marker a waiter saw for `name` (version `ver`) is gone, replaced, past its lease, or its thread gone.
+  #markerLapsed(name: string, ver: number, marker: Marker): boolean {
     const view = this.#open();
     encodeKey(name, view.maxKey);
     for (let attempt = 0; attempt < LOCK_FREE_TRIES; attempt++) {
       const slot = find(view, encoded.bytes, encoded.length, encoded.hash, false);
-      if (slot === MISS) return true;
-      if (slot !== RACED) return found.ver !== ver;
+      if (slot === MISS || (slot !== RACED && found.ver !== ver)) return true;
+      if (slot !== RACED) return isExpired(expiresOf(view, found.head)) || isGone(marker);
     }
-    return false;
+    return isGone(marker);
   }
 
   // The keys present now: one pass over the slots without the lock, repeated if slots moved meanwhile (an entry
@@ -750,18 +803,26 @@ export class SharedMap<V = unknown> implements Cache<V> {
         if (locked) throw corruptMap(`slot ${slot} points past the last chunk`);
         return undefined;
       }
-      const record = recordOf(view, head);
-      const bytes = record.keyLength <= view.maxKey ? getBytes(view, head, RECORD_HEADER, record.keyLength) : undefined;
+      // Read as get() reads: the record's shape is trusted only once its version and the slot are found unchanged.
+      const recordWord = chunkWord(view, head);
+      const keyWord = words[recordWord + R_KEY]!;
+      const keyLength = keyWord & 0xffff;
+      const expires = expiresOf(view, head);
+      const bytes = keyLength <= view.maxKey ? getBytes(view, head, RECORD_HEADER, keyLength) : undefined;
       const name = bytes === undefined ? undefined : Buffer.from(bytes).toString('utf8');
-      if (Atomics.load(words, word + S_VER) !== ver || Atomics.load(words, word + S_HEAD) !== head) {
-        if (locked) throw corruptMap(`slot ${slot} changed under the lock`);
+      if (
+        Atomics.load(words, recordWord + R_VER) !== ver ||
+        Atomics.load(words, word + S_VER) !== ver ||
+        Atomics.load(words, word + S_HEAD) !== head
+      ) {
+        if (locked) throw corruptMap(`slot ${slot} does not match its record`);
         return undefined;
       }
       if (name === undefined) {
         if (locked) throw corruptMap(`the key in slot ${slot} is damaged`);
         return undefined;
       }
-      if (!(record.flags & FLAG_PENDING) && !isExpired(record.expires, now)) keys.push(name);
+      if (!(keyWord >>> 16 & FLAG_PENDING) && !isExpired(expires, now)) keys.push(name);
     }
     return locked || Atomics.load(words, W_EPOCH) === epoch ? keys : undefined;
   }
@@ -791,16 +852,6 @@ export class SharedMap<V = unknown> implements Cache<V> {
 function rowIndex(row: number): { pid: number; hits: number } {
   const byte = COUNTERS_BYTES + row * COUNTER_ROW_BYTES;
   return { pid: byte >>> 2, hits: (byte + 16) >>> 3 };
-}
-
-/** Starts `run` for `key` unless one is under way in `runs`: calls on one instance share one computation, as they do across processes. */
-export function joined<R>(runs: Map<string, Promise<R>>, key: string, run: () => Promise<R>): Promise<R> {
-  let running = runs.get(key);
-  if (running === undefined) {
-    running = run().finally(() => runs.delete(key));
-    runs.set(key, running);
-  }
-  return running;
 }
 
 export function checkTtl(ttl: unknown): void {

@@ -1,5 +1,6 @@
-// After a writer died holding the lock: rebuild the index, the free list and the counts from the records the slots
-// point to. And verify(): every invariant of lib/map/layout.ts, checked.
+// After a writer died holding the lock: mend the index in place, then rebuild the free list and the counts from the
+// records the slots point to. And verify(): every invariant of lib/map/layout.ts, checked.
+import { step } from '../crash.js';
 import {
   chunkWord,
   END,
@@ -25,16 +26,16 @@ import {
   W_PENDING_CHUNKS,
   W_VERSION,
 } from './layout.js';
-import { home, insertSlot } from './table.js';
-import { recordOf } from './writer.js';
+import { home } from './table.js';
+import { MARKER_BYTES, recordOf } from './writer.js';
 
-/** A slot that points to a whole record. */
+/** A slot that points to a whole record; `ver` is the record's, which a slot left half replaced does not hold. */
 interface Live {
   readonly slot: number;
   readonly ver: number;
+  readonly slotVer: number;
   readonly hash: number;
   readonly head: number;
-  readonly stamp: number;
   readonly record: ReturnType<typeof recordOf>;
 }
 
@@ -52,17 +53,18 @@ function scan(view: MapView): { live: Live[]; problems: string[]; used: Uint8Arr
     const hash = Atomics.load(words, word + S_HASH);
     const head = Atomics.load(words, word + S_HEAD);
     const wrong = (what: string) => problems.push(`slot ${slot} (version ${ver}): ${what}`);
-    if (versions.has(ver)) {
-      wrong('a second slot for the same record');
-      continue;
-    }
     if (head >= chunks) {
       wrong(`points to chunk ${head}, past the last chunk`);
       continue;
     }
     const recordWord = chunkWord(view, head);
-    if (Atomics.load(words, recordWord + R_VER) !== ver) {
-      wrong(`its record at chunk ${head} has version ${Atomics.load(words, recordWord + R_VER)}`);
+    const recordVer = Atomics.load(words, recordWord + R_VER);
+    if (recordVer === 0) {
+      wrong(`its record at chunk ${head} has no version`);
+      continue;
+    }
+    if (versions.has(recordVer)) {
+      wrong('a second slot for the same record');
       continue;
     }
     if (Atomics.load(words, recordWord + R_HASH) !== hash) {
@@ -71,7 +73,7 @@ function scan(view: MapView): { live: Live[]; problems: string[]; used: Uint8Arr
     }
     const record = recordOf(view, head);
     const pending = (record.flags & FLAG_PENDING) !== 0;
-    if (record.keyLength > view.maxKey || record.valueLength > (pending ? 8 : view.maxValue)) {
+    if (record.keyLength > view.maxKey || record.valueLength > (pending ? MARKER_BYTES : view.maxValue)) {
       wrong(`its record claims a key of ${record.keyLength} bytes and a value of ${record.valueLength}`);
       continue;
     }
@@ -80,9 +82,10 @@ function scan(view: MapView): { live: Live[]; problems: string[]; used: Uint8Arr
       wrong(chain);
       continue;
     }
+    if (recordVer !== ver) wrong(`its record at chunk ${head} has version ${recordVer}: a replacement left half done`);
     for (const chunk of chain) used[chunk] = 1;
-    versions.add(ver);
-    live.push({ slot, ver, hash, head, stamp: Atomics.load(words, word + S_STAMP), record });
+    versions.add(recordVer);
+    live.push({ slot, ver: recordVer, slotVer: ver, hash, head, record });
   }
   return { live, problems, used };
 }
@@ -102,27 +105,26 @@ function chainOf(view: MapView, head: number, count: number, used: Uint8Array): 
 }
 
 /**
- * Rebuilds the index from the slots whose records are whole, the free list from every chunk none of them holds, and
- * the counts. Run by the next holder of the lock after a holder died; O(slots + chunks).
+ * Mends the index in place and rebuilds the free list and the counts from it. Run by the next holder of the lock
+ * after a holder died; O(slots + chunks). Every step leaves each record that a slot pointed to in some slot, and
+ * what is rebuilt is derived from the slots alone, so a repair killed at any point is finished by the next one.
  */
 export function repair(view: MapView): void {
   const { words } = view;
-  // An odd EPOCH keeps lock-free readers from trusting a miss while slots are rebuilt.
+  // An odd EPOCH keeps lock-free readers from trusting a miss while slots are mended.
   if ((Atomics.load(words, W_EPOCH) & 1) === 0) Atomics.add(words, W_EPOCH, 1);
   const { live, used } = scan(view);
-  words.fill(0, view.slotBase, slotWord(view, view.slots));
-  const counts = { entries: 0, pending: 0, pendingChunks: 0, expiring: 0 };
-  for (const entry of live) {
-    const slot = insertSlot(view, entry.hash, entry.head, entry.ver);
-    Atomics.store(words, slotWord(view, slot) + S_STAMP, entry.stamp);
-    if (entry.record.flags & FLAG_PENDING) {
-      counts.pending++;
-      counts.pendingChunks += entry.record.chunks;
-    } else {
-      counts.entries++;
-    }
-    if (entry.record.expires !== 0) counts.expiring++;
+  const keep = new Set(live.map((entry) => entry.slot));
+  for (let slot = 0; slot < view.slots; slot++) {
+    const word = slotWord(view, slot);
+    if (Atomics.load(words, word + S_VER) === 0 || keep.has(slot)) continue;
+    Atomics.store(words, word + S_VER, 0);
+    step('repair.dropped');
   }
+  for (const entry of live) {
+    if (entry.slotVer !== entry.ver) Atomics.store(words, slotWord(view, entry.slot) + S_VER, entry.ver);
+  }
+  compact(view);
   let free = END;
   let freeCount = 0;
   for (let chunk = view.chunks - 1; chunk >= 0; chunk--) {
@@ -133,13 +135,49 @@ export function repair(view: MapView): void {
   }
   Atomics.store(words, W_FREE_HEAD, free);
   Atomics.store(words, W_FREE_COUNT, freeCount);
+  step('repair.listed');
+  const counts = { entries: 0, pending: 0, pendingChunks: 0, expiring: 0 };
+  for (const { record } of live) {
+    if (record.flags & FLAG_PENDING) {
+      counts.pending++;
+      counts.pendingChunks += record.chunks;
+    } else {
+      counts.entries++;
+    }
+    if (record.expires !== 0) counts.expiring++;
+  }
   Atomics.store(words, W_ENTRIES, counts.entries);
   Atomics.store(words, W_PENDING, counts.pending);
   Atomics.store(words, W_PENDING_CHUNKS, counts.pendingChunks);
   Atomics.store(words, W_EXPIRING, counts.expiring);
+  step('repair.counted');
   view.f64[F_REPAIRS]!++;
   Atomics.add(words, W_VERSION, 1);
   Atomics.add(words, W_EPOCH, 1);
+}
+
+// Moves each entry to the first empty slot of its probe sequence until none can move, so that no probe meets a hole
+// before its key (slots emptied above, or by a backward shift cut short). An entry only moves nearer its home, so
+// this ends; each move fills the new slot, VER last, before it empties the old, so a record is never in no slot.
+function compact(view: MapView): void {
+  const { words, slots } = view;
+  for (let moved = true; moved; ) {
+    moved = false;
+    for (let slot = 0; slot < slots; slot++) {
+      const from = slotWord(view, slot);
+      const ver = Atomics.load(words, from + S_VER);
+      if (ver === 0) continue;
+      let at = home(view, Atomics.load(words, from + S_HASH));
+      while (at !== slot && Atomics.load(words, slotWord(view, at) + S_VER) !== 0) at = at + 1 === slots ? 0 : at + 1;
+      if (at === slot) continue;
+      const to = slotWord(view, at);
+      for (const field of [S_HASH, S_HEAD, S_STAMP]) Atomics.store(words, to + field, Atomics.load(words, from + field));
+      Atomics.store(words, to + S_VER, ver);
+      step('repair.moved');
+      Atomics.store(words, from + S_VER, 0);
+      moved = true;
+    }
+  }
 }
 
 /** What verify() found: `ok` when `problems` is empty; one line a problem. */

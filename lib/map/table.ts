@@ -1,4 +1,5 @@
 // Keys and the index: a key's bytes and hash, finding its slot with or without the lock, adding and removing slots.
+import { step } from '../crash.js';
 import { shareError } from '../errors.js';
 import {
   CHUNK,
@@ -166,6 +167,8 @@ export function replaceSlot(view: MapView, slot: number, head: number, ver: numb
   const word = slotWord(view, slot);
   Atomics.store(words, word + S_HEAD, head);
   words[word + S_STAMP] = words[W_CLOCK]!;
+  // A writer that dies here leaves the slot's HEAD on the new record and its VER on the old: repair adopts the new.
+  step('put.relinking');
   Atomics.store(words, word + S_VER, ver);
 }
 
@@ -191,6 +194,7 @@ export function removeSlot(view: MapView, slot: number): void {
     Atomics.store(words, to + S_HEAD, Atomics.load(words, from + S_HEAD));
     Atomics.store(words, to + S_STAMP, Atomics.load(words, from + S_STAMP));
     Atomics.store(words, to + S_VER, Atomics.load(words, from + S_VER));
+    step('remove.shifting');
     hole = next;
   }
   Atomics.store(words, slotWord(view, hole) + S_VER, 0);

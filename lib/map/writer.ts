@@ -1,7 +1,8 @@
 // What a writer does to a map under the exclusive lock: store and remove entries, make room by evicting (sampled
 // LRU, as Redis does) and reclaim expired entries.
 import { shareError } from '../errors.js';
-import { isAlive } from '../lock.js';
+import { step } from '../crash.js';
+import { isGone, type Owner } from '../lock.js';
 import {
   allocate,
   chunkWord,
@@ -18,6 +19,7 @@ import {
   type MapView,
   R_KEY,
   R_VALUE,
+  R_VER,
   recordChunks,
   resetChunks,
   RECORD_HEADER,
@@ -38,7 +40,7 @@ import {
   writeRecord,
   CHUNK,
 } from './layout.js';
-import { find, found, insertSlot, removeSlot, replaceSlot } from './table.js';
+import { find, found, insertSlot, MISS, removeSlot, replaceSlot } from './table.js';
 
 /** Why an entry left the map, for the counters. */
 export type Removal = typeof F_DELETES | typeof F_EVICTIONS | typeof F_EXPIRATIONS | undefined;
@@ -70,51 +72,69 @@ export function recordOf(view: MapView, head: number) {
 
 /**
  * Stores `entry`, in place of the record its key has. Room is made first, by the map's policy; when there is none,
- * ERR_NO_SPACE is thrown before anything is changed. Returns the record's version.
+ * ERR_NO_SPACE is thrown before anything but expired entries and stale fetch markers is removed. Returns the record's
+ * version.
  */
 export function put(view: MapView, entry: Entry, now: number): number {
   const { words } = view;
   checkCounts(view);
   sweep(view, now, SWEEP_STEP);
   const need = recordChunks(entry.key.length, entry.value.length);
-  let slot = find(view, entry.key, entry.key.length, entry.hash, true);
-  const old = slot >= 0 ? { ver: found.ver, ...recordOf(view, found.head) } : undefined;
-  const oldChunks = old?.chunks ?? 0;
-  const pendingChunks = words[W_PENDING_CHUNKS]! - (old && old.flags & FLAG_PENDING ? oldChunks : 0);
-  if (need + oldChunks + pendingChunks > view.chunks) {
-    throw shareError(
-      'ERR_NO_SPACE',
-      `the entry needs ${need * CHUNK} bytes, and the map has ${(view.chunks - pendingChunks - oldChunks) * CHUNK} for it`,
-    );
-  }
-  if (isFull(view, need, old === undefined)) {
+  // The key is looked up again after each removal: making room may remove its own record (expired, or a stale
+  // marker), or move its slot.
+  for (let swept = false; ; ) {
+    const slot = find(view, entry.key, entry.key.length, entry.hash, true);
+    const old = slot === MISS ? undefined : { ver: found.ver, head: found.head, ...recordOf(view, found.head) };
+    if (!isFull(view, need, old === undefined)) return store(view, entry, need, slot, old);
+    const oldChunks = old?.chunks ?? 0;
+    const pendingChunks = words[W_PENDING_CHUNKS]! - (old && old.flags & FLAG_PENDING ? oldChunks : 0);
+    if (need + oldChunks + pendingChunks > view.chunks) {
+      throw shareError(
+        'ERR_NO_SPACE',
+        `the entry needs ${need * CHUNK} bytes, and the map has ${(view.chunks - pendingChunks - oldChunks) * CHUNK} for it`,
+      );
+    }
     if (view.policy === 'none') {
-      sweep(view, now, view.slots);
-      if (isFull(view, need, old === undefined)) {
+      if (swept) {
         throw shareError(
           'ERR_NO_SPACE',
           `the map is full (${words[W_ENTRIES]} entries, ${words[W_FREE_COUNT]! * CHUNK} bytes free) and its eviction policy is 'none'`,
         );
       }
+      sweep(view, now, view.slots);
+      swept = true;
+      continue;
     }
-    while (isFull(view, need, old === undefined)) {
-      const victim = sample(view, old?.ver ?? 0, now);
-      if (victim < 0) throw shareError('ERR_NO_SPACE', 'the map has nothing left to evict');
-      remove(view, victim, sampledExpired ? F_EXPIRATIONS : F_EVICTIONS);
-    }
-    if (old !== undefined) slot = find(view, entry.key, entry.key.length, entry.hash, true);
+    const victim = sample(view, old?.ver ?? 0, now);
+    if (victim < 0) throw shareError('ERR_NO_SPACE', 'the map has nothing left to evict');
+    remove(view, victim, sampledExpired ? F_EXPIRATIONS : F_EVICTIONS);
+    step('put.evicted');
   }
+}
 
+// Writes `entry` as a new record and points `slot` (MISS: a new slot) to it, then frees the `old` record it replaces.
+function store(
+  view: MapView,
+  entry: Entry,
+  need: number,
+  slot: number,
+  old: { head: number; flags: number; expires: number; chunks: number } | undefined,
+): number {
+  const { words } = view;
   const ver = nextSeq(view);
   const head = allocate(view, need);
+  step('put.allocated');
   writeRecord(view, head, ver, entry);
+  step('put.written');
   if (old === undefined) {
     insertSlot(view, entry.hash, head, ver);
+    step('put.linked');
   } else {
-    const oldHead = words[slotWord(view, slot) + S_HEAD]!;
     replaceSlot(view, slot, head, ver);
-    freeChain(view, oldHead, oldChunks);
-    account(view, old.flags, old.expires, oldChunks, -1);
+    step('put.linked');
+    freeChain(view, old.head, old.chunks);
+    step('put.freed');
+    account(view, old.flags, old.expires, old.chunks, -1);
   }
   account(view, entry.flags, entry.expires, need, 1);
   if (!(entry.flags & FLAG_PENDING)) view.f64[F_SETS]!++;
@@ -134,7 +154,9 @@ export function remove(view: MapView, slot: number, why: Removal): void {
   const head = Atomics.load(view.words, slotWord(view, slot) + S_HEAD);
   const record = recordOf(view, head);
   removeSlot(view, slot);
+  step('remove.unlinked');
   freeChain(view, head, record.chunks);
+  step('remove.freed');
   account(view, record.flags, record.expires, record.chunks, -1);
   if (why !== undefined) view.f64[why]!++;
   Atomics.add(view.words, W_VERSION, 1);
@@ -145,6 +167,7 @@ export function clear(view: MapView): void {
   const { words } = view;
   Atomics.add(words, W_EPOCH, 1);
   words.fill(0, view.slotBase, slotWord(view, view.slots));
+  step('clear.slots');
   resetChunks(view);
   for (const word of [W_ENTRIES, W_PENDING, W_PENDING_CHUNKS, W_EXPIRING]) words[word] = 0;
   Atomics.add(words, W_EPOCH, 1);
@@ -152,13 +175,14 @@ export function clear(view: MapView): void {
 }
 
 /**
- * Looks at `count` slots from the sweep cursor and removes the expired entries among them; a full sweep
- * (`count` = slots) also removes fetch markers whose process is gone. Returns how many it removed.
+ * Looks at `count` slots from the sweep cursor and removes the expired entries and fetch markers whose lease ran out
+ * among them; a full sweep (`count` = slots) also removes fetch markers whose thread is gone. Returns how many it
+ * removed.
  */
 export function sweep(view: MapView, now: number, count: number): number {
   const { words, slots } = view;
   const markers = count >= slots;
-  if (Atomics.load(words, W_EXPIRING) === 0 && !(markers && Atomics.load(words, W_PENDING) > 0)) return 0;
+  if (Atomics.load(words, W_EXPIRING) === 0) return 0;
   let removed = 0;
   let slot = Atomics.load(words, W_SWEEP) % slots;
   for (let looked = 0; looked < count; looked++) {
@@ -166,9 +190,10 @@ export function sweep(view: MapView, now: number, count: number): number {
     if (Atomics.load(words, word + S_VER) !== 0) {
       const head = Atomics.load(words, word + S_HEAD);
       const record = recordOf(view, head);
-      const stale = record.flags & FLAG_PENDING ? markers && !markerAlive(view, head) : isExpired(record.expires, now);
-      if (stale) {
-        remove(view, slot, record.flags & FLAG_PENDING ? undefined : F_EXPIRATIONS);
+      const pending = (record.flags & FLAG_PENDING) !== 0;
+      if (isExpired(record.expires, now) || (pending && markers && isGone(markerOf(view, head)))) {
+        remove(view, slot, pending ? undefined : F_EXPIRATIONS);
+        step('sweep.removed');
         removed++;
         // The backward shift may have moved an unseen entry into this slot: look at it again.
         continue;
@@ -180,23 +205,59 @@ export function sweep(view: MapView, now: number, count: number): number {
   return removed;
 }
 
-/** The owner of the fetch marker at `head`: its process id and start time. */
-export function markerOwner(view: MapView, head: number): { pid: number; start: number } {
+/** A fetch marker's value: the thread computing it and its claim's token. */
+export interface Marker extends Owner {
+  readonly token: number;
+}
+
+export const MARKER_BYTES = 12;
+
+export function markerBytes(marker: Marker): Uint8Array {
+  const bytes = Buffer.alloc(MARKER_BYTES);
+  bytes.writeUInt32LE(marker.id, 0);
+  bytes.writeUInt32LE(marker.start, 4);
+  bytes.writeUInt32LE(marker.token, 8);
+  return bytes;
+}
+
+/** The fetch marker at `head`. */
+export function markerOf(view: MapView, head: number): Marker {
   const word = chunkWord(view, head);
   const at = (word << 2) + RECORD_HEADER + (Atomics.load(view.words, word + R_KEY) & 0xffff);
-  return { pid: view.bytes.readUInt32LE(at), start: view.bytes.readUInt32LE(at + 4) };
+  const { bytes } = view;
+  return { id: bytes.readUInt32LE(at), start: bytes.readUInt32LE(at + 4), token: bytes.readUInt32LE(at + 8) };
 }
 
-export function markerAlive(view: MapView, head: number): boolean {
-  const { pid, start } = markerOwner(view, head);
-  return isAlive(pid, start);
-}
-
-/** The next record version: never 0, which marks an empty slot. */
+/** The next record version: never 0, which marks an empty slot, and never one a live record holds. */
 export function nextSeq(view: MapView): number {
-  const seq = (view.words[W_SEQ]! + 1) >>> 0 || 1;
-  view.words[W_SEQ] = seq;
+  const { words } = view;
+  const seq = words[W_SEQ]! === 0xffffffff ? renumber(view) + 1 : words[W_SEQ]! + 1;
+  words[W_SEQ] = seq;
   return seq;
+}
+
+/**
+ * Gives the live records the versions 1 to n, in the order of the versions they hold, and returns n: once in 4
+ * billion writes, so that versions never wrap into a live record. In that order the new version of a record is at
+ * most its old one and above every one given so far, so no two records share a version even if the writer dies half
+ * way (a repair then adopts the records' versions, and the next write renumbers again).
+ */
+function renumber(view: MapView): number {
+  const { words } = view;
+  const live: { word: number; ver: number }[] = [];
+  for (let slot = 0; slot < view.slots; slot++) {
+    const word = slotWord(view, slot);
+    const ver = words[word + S_VER]!;
+    if (ver !== 0) live.push({ word, ver });
+  }
+  live.sort((a, b) => a.ver - b.ver);
+  live.forEach(({ word, ver }, index) => {
+    if (ver === index + 1) return;
+    Atomics.store(words, chunkWord(view, words[word + S_HEAD]!) + R_VER, index + 1);
+    step('renumber.record');
+    Atomics.store(words, word + S_VER, index + 1);
+  });
+  return live.length;
 }
 
 // Counts no writer can leave, which would send a writer evicting or allocating past the end of the map.

@@ -1,0 +1,104 @@
+// fetch() within one instance: the calls that ask for the same key join one run, and each waits for it under its own
+// timeout and signal. The run is aborted only once every call waiting for it has given up. Both map backends use it.
+import { shareError } from './errors.js';
+
+/** What a run tells the calls waiting for it, and the signal that aborts it. */
+export interface FlightControl {
+  readonly signal: AbortSignal;
+  /** The run now computes the value itself: the call that started it no longer times out. */
+  computing(): void;
+  /** The run now waits for someone else's computation, described as `what` for a timeout's message. */
+  waitingFor(what: string): void;
+}
+
+// One run, and how many calls wait for it.
+class Flight<R> implements FlightControl {
+  readonly #controller = new AbortController();
+  readonly signal = this.#controller.signal;
+  readonly done: Promise<R>;
+  waiting = 0;
+  computingHere = false;
+  awaited = 'its value';
+
+  constructor(run: (control: FlightControl) => Promise<R>, ended: () => void) {
+    // Started on a later tick, so that a run that throws at once rejects `done` rather than join().
+    this.done = Promise.resolve()
+      .then(() => run(this))
+      .finally(ended);
+  }
+
+  computing(): void {
+    this.computingHere = true;
+  }
+
+  waitingFor(what: string): void {
+    this.computingHere = false;
+    this.awaited = what;
+  }
+
+  abort(reason: unknown): void {
+    this.#controller.abort(reason);
+  }
+}
+
+/** The runs under way, by key. */
+export class Flights<R> {
+  readonly #flights = new Map<string, Flight<R>>();
+
+  /**
+   * The result of `run` for `key`, started now unless a run for it is under way. This call alone rejects with
+   * ERR_LOCK_TIMEOUT after `timeout` ms spent waiting for a computation it did not run, and with the reason of
+   * `signal` when that aborts.
+   */
+  join(
+    key: string,
+    timeout: number,
+    signal: AbortSignal | undefined,
+    run: (control: FlightControl) => Promise<R>,
+  ): Promise<R> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let flight = this.#flights.get(key);
+    const started = flight === undefined;
+    if (flight === undefined) flight = this.#start(key, run);
+    const joined = flight;
+    joined.waiting++;
+    return new Promise<R>((resolve, reject) => {
+      let settled = false;
+      const leave = (settle: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        joined.waiting--;
+        settle();
+      };
+      const giveUp = (reason: unknown) =>
+        leave(() => {
+          if (joined.waiting === 0) joined.abort(reason);
+          reject(reason);
+        });
+      const onAbort = () => giveUp(signal!.reason);
+      const onTimeout = () => {
+        // The call that started the run does not time out on the computation it runs itself.
+        if (started && joined.computingHere) return;
+        giveUp(
+          shareError('ERR_LOCK_TIMEOUT', `fetch(${JSON.stringify(key)}) waited ${timeout} ms for ${joined.awaited}`),
+        );
+      };
+      const timer = timeout === Infinity ? undefined : setTimeout(onTimeout, timeout);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      joined.done.then(
+        (value) => leave(() => resolve(value)),
+        (error: unknown) => leave(() => reject(error)),
+      );
+    });
+  }
+
+  #start(key: string, run: (control: FlightControl) => Promise<R>): Flight<R> {
+    const flight: Flight<R> = new Flight(run, () => {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key);
+    });
+    this.#flights.set(key, flight);
+    return flight;
+  }
+}
