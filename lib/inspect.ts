@@ -2,14 +2,7 @@
 // its geometry, load and counts, and with `check`, what verify() finds.
 import { codecFor } from './codec.js';
 import { MmapShareError } from './errors.js';
-import {
-  RACED,
-  readUnlocked,
-  W_CODEC,
-  W_COMMIT,
-  W_LAYOUT,
-  W_LENGTH_0,
-} from './layout.js';
+import { RACED, readUnlocked, W_CODEC, W_COMMIT, W_LAYOUT, W_LENGTH_0 } from './layout.js';
 import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';

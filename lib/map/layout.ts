@@ -21,6 +21,8 @@
 // | 120-123 (w30)    | EXPIRING      | writer                              | entries with an expiry time                   |
 // | 124-127 (w31)    | SWEEP         | writer                              | next slot the expiry sweep looks at           |
 // | 128-131 (w32)    | PENDING_CHUNKS| writer                              | chunks held by fetch markers                  |
+// | 132-135 (w33)    | ERA           | writer, before renumbering versions | +1 each time SEQ wraps: (ERA, VER) names one  |
+// |                  |               |                                     | record for ever                               |
 // | 192-255 (f24-31) | TTL, SETS,... | creator (TTL); writers              | float64: default ttl ms; sets, deletes,       |
 // |                  |               |                                     | evictions, expirations, hits and misses of    |
 // |                  |               |                                     | closed instances, repairs                     |
@@ -37,8 +39,9 @@
 //
 // Invariants. Writers exclude each other with the common header's LOCK word (lib/lock.ts: no system call, and a holder
 // whose process is gone is taken over). Only the holder of LOCK writes anything but STAMP words and counter rows. A slot is
-// empty when VER is 0; otherwise VER equals the VER of the record at HEAD, a number given to no other record since
-// (SEQ, 32 bits: a reader would have to sleep through 4 billion writes to be fooled). A writer fills a record
+// empty when VER is 0; otherwise VER equals the VER of the record at HEAD, a number no other live record holds: when
+// SEQ would wrap, the live records are renumbered from 1 and ERA moves on, so a version is never handed out twice in
+// one ERA. A writer fills a record
 // completely, its VER last, before a slot points to it, and frees a record's chunks only after no slot points to it;
 // a replaced key gets a new record (copy on write). So a reader that finds a slot's (VER, HEAD) unchanged after
 // reading the record it points to has read a whole record, without a lock. Slots move only inside an odd EPOCH, so a
@@ -73,6 +76,7 @@ export const W_FREE_COUNT = 29;
 export const W_EXPIRING = 30;
 export const W_SWEEP = 31;
 export const W_PENDING_CHUNKS = 32;
+export const W_ERA = 33;
 
 export const F_TTL = 24;
 export const F_SETS = 25;

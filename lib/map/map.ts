@@ -53,6 +53,7 @@ import {
   slotWord,
   W_ENTRIES,
   W_EPOCH,
+  W_ERA,
   W_FREE_COUNT,
   W_PENDING,
   W_VERSION,
@@ -156,7 +157,10 @@ export class SharedMap<V = unknown> implements Cache<V> {
   #ver = 0;
   #head = 0;
   #expires = 0;
-  #snapshots = new Map<string, { slot: number; ver: number; head: number; expires: number; value: Readonly<V> }>();
+  #snapshots = new Map<
+    string,
+    { slot: number; ver: number; head: number; era: number; expires: number; value: Readonly<V> }
+  >();
   #fetches = new Flights<V | undefined>();
   // This instance's fetch markers: key to token.
   #markers = new Map<string, number>();
@@ -221,25 +225,33 @@ export class SharedMap<V = unknown> implements Cache<V> {
   snapshot(key: string): Readonly<V> | undefined {
     const view = this.#open();
     const cached = this.#snapshots.get(key);
-    // The slot still holds the record decoded, and the record its version: what get() checks of what it reads.
+    // The slot still points to the record decoded: in one era, its version names that record and no other.
     if (
       cached !== undefined &&
+      Atomics.load(view.words, W_ERA) === cached.era &&
       Atomics.load(view.words, slotWord(view, cached.slot) + S_VER) === cached.ver &&
       Atomics.load(view.words, slotWord(view, cached.slot) + S_HEAD) === cached.head &&
-      Atomics.load(view.words, chunkWord(view, cached.head) + R_VER) === cached.ver &&
       !isExpired(cached.expires)
     ) {
       touch(view, cached.slot);
       this.#count(true);
       return cached.value;
     }
+    // Read before the entry: a renumbering between the two leaves the era stale, never the version.
+    const era = Atomics.load(view.words, W_ERA);
     const value = this.get(key);
     if (value === undefined) {
       this.#snapshots.delete(key);
       return undefined;
     }
-    // A slot holds this version only while the entry is unchanged: no two live records share a version.
-    const entry = { slot: this.#slot, ver: this.#ver, head: this.#head, expires: this.#expires, value: deepFreeze(value) };
+    const entry = {
+      slot: this.#slot,
+      ver: this.#ver,
+      head: this.#head,
+      era,
+      expires: this.#expires,
+      value: deepFreeze(value),
+    };
     this.#snapshots.delete(key);
     if (this.#snapshots.size >= this.#view.maxEntries) this.#snapshots.delete(this.#snapshots.keys().next().value!);
     this.#snapshots.set(key, entry);
@@ -719,7 +731,12 @@ export class SharedMap<V = unknown> implements Cache<V> {
         // A value someone set meanwhile is newer than this computation: it stays.
         if (slot === MISS) return;
         if (payload === undefined) remove(view, slot, undefined);
-        else put(view, { key: encoded.bytes.subarray(0, encoded.length), hash: encoded.hash, flags: 0, value: payload, expires }, Date.now());
+        else
+          put(
+            view,
+            { key: encoded.bytes.subarray(0, encoded.length), hash: encoded.hash, flags: 0, value: payload, expires },
+            Date.now(),
+          );
         this.#markers.delete(name);
       });
       return value;
@@ -822,7 +839,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
         if (locked) throw corruptMap(`the key in slot ${slot} is damaged`);
         return undefined;
       }
-      if (!(keyWord >>> 16 & FLAG_PENDING) && !isExpired(expires, now)) keys.push(name);
+      if (!((keyWord >>> 16) & FLAG_PENDING) && !isExpired(expires, now)) keys.push(name);
     }
     return locked || Atomics.load(words, W_EPOCH) === epoch ? keys : undefined;
   }

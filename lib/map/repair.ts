@@ -161,7 +161,7 @@ export function repair(view: MapView): void {
 // this ends; each move fills the new slot, VER last, before it empties the old, so a record is never in no slot.
 function compact(view: MapView): void {
   const { words, slots } = view;
-  for (let moved = true; moved; ) {
+  for (let moved = true; moved;) {
     moved = false;
     for (let slot = 0; slot < slots; slot++) {
       const from = slotWord(view, slot);
@@ -171,7 +171,8 @@ function compact(view: MapView): void {
       while (at !== slot && Atomics.load(words, slotWord(view, at) + S_VER) !== 0) at = at + 1 === slots ? 0 : at + 1;
       if (at === slot) continue;
       const to = slotWord(view, at);
-      for (const field of [S_HASH, S_HEAD, S_STAMP]) Atomics.store(words, to + field, Atomics.load(words, from + field));
+      for (const field of [S_HASH, S_HEAD, S_STAMP])
+        Atomics.store(words, to + field, Atomics.load(words, from + field));
       Atomics.store(words, to + S_VER, ver);
       step('repair.moved');
       Atomics.store(words, from + S_VER, 0);

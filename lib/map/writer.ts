@@ -30,6 +30,7 @@ import {
   W_CLOCK,
   W_ENTRIES,
   W_EPOCH,
+  W_ERA,
   W_EXPIRING,
   W_FREE_COUNT,
   W_PENDING,
@@ -82,7 +83,7 @@ export function put(view: MapView, entry: Entry, now: number): number {
   const need = recordChunks(entry.key.length, entry.value.length);
   // The key is looked up again after each removal: making room may remove its own record (expired, or a stale
   // marker), or move its slot.
-  for (let swept = false; ; ) {
+  for (let swept = false; ;) {
     const slot = find(view, entry.key, entry.key.length, entry.hash, true);
     const old = slot === MISS ? undefined : { ver: found.ver, head: found.head, ...recordOf(view, found.head) };
     if (!isFull(view, need, old === undefined)) return store(view, entry, need, slot, old);
@@ -244,6 +245,8 @@ export function nextSeq(view: MapView): number {
  */
 function renumber(view: MapView): number {
   const { words } = view;
+  // First: a reader holding a version of the last era must not take a renumbered record for it.
+  Atomics.add(words, W_ERA, 1);
   const live: { word: number; ver: number }[] = [];
   for (let slot = 0; slot < view.slots; slot++) {
     const word = slotWord(view, slot);
