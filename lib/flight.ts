@@ -57,10 +57,10 @@ export class Flights<R> {
     run: (control: FlightControl) => Promise<R>,
   ): Promise<R> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let flight = this.#flights.get(key);
-    const started = flight === undefined;
-    if (flight === undefined) flight = this.#start(key, run);
-    const joined = flight;
+    const current = this.#flights.get(key);
+    // A run aborted because every call gave up is left to end on its own: a later call starts afresh.
+    const started = current === undefined || current.signal.aborted;
+    const joined = started ? this.#start(key, run) : current;
     joined.waiting++;
     return new Promise<R>((resolve, reject) => {
       let settled = false;

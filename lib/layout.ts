@@ -17,7 +17,8 @@
 // |       |         |              | that died; cleared by the lock() reporting  | until a lock() (or a map's repair) reports it   |
 // | 10-11 | 40-47   | REGION_ID    | creator                                     | random id, carried in handles                   |
 // | 12    | 48-51   | CODEC        | creator                                     | hash of the codec's name (lib/codec.ts)         |
-// | 13    | 52-55   | -            | -                                           | 0                                               |
+// | 13    | 52-55   | TIME_NS      | creator                                     | its time namespace (inode, low 32 bits): the    |
+// |       |         |              |                                             | start times in LOCK are counted in it           |
 // | 14    | 56-59   | PARKED       | a LOCK holder in a lock() of its own        | 1 while it also holds the exclusive flock, so   |
 // |       |         |              |                                             | waiters sleep in the kernel                     |
 // | 15    | 60-63   | PID_NS       | creator                                     | its pid namespace (inode, low 32 bits): LOCK    |
@@ -54,6 +55,7 @@ export const D_DEAD = 4;
 export const W_REGION_ID = 10;
 export const W_CODEC = 12;
 export const W_PARKED = 14;
+export const W_TIME_NS = 13;
 export const W_PID_NS = 15;
 const HEADER_WORDS = HEADER_BYTES / 4;
 
@@ -94,10 +96,11 @@ export function initHeader(
   size: number,
   id: readonly [number, number],
   codec: number,
-  pidNamespace: number,
+  namespaces: { pid: number; time: number },
 ): void {
   Atomics.store(words, W_LAYOUT, LAYOUT_VERSION);
-  Atomics.store(words, W_PID_NS, pidNamespace);
+  Atomics.store(words, W_PID_NS, namespaces.pid);
+  Atomics.store(words, W_TIME_NS, namespaces.time);
   Atomics.store(words, W_CODEC, codec);
   Atomics.store(words, W_SIZE, size);
   Atomics.store(words, W_REGION_ID, id[0]);

@@ -2,6 +2,7 @@
 // waiter needs before it takes the lock over from a holder that died.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isMainThread } from 'node:worker_threads';
 import { step } from './crash.js';
 import { describe, errnoOf, shareError } from './errors.js';
 import { D_DEAD, D_LOCK, W_PARKED } from './layout.js';
@@ -37,14 +38,13 @@ function procStat(id: number): { start: number; zombie: boolean } | 'gone' | und
 
 /**
  * Whether the thread `owner` is proven gone: /proc has no such thread, or shows a zombie, or a thread of another start
- * time (its id reused). Anything else (descriptors exhausted, /proc unreadable) leaves it alive: a waiter that cannot
- * prove a holder dead waits on.
+ * time (its id reused, or a word damaged into a live thread's id). Anything else (descriptors exhausted, /proc
+ * unreadable) leaves it alive: a waiter that cannot prove a holder dead waits on.
  */
 export function isGone(owner: Owner): boolean {
   const stat = procStat(owner.id);
   if (stat === 'gone') return true;
-  if (stat === undefined) return false;
-  return stat.zombie || (owner.start !== 0 && stat.start !== owner.start);
+  return stat !== undefined && (stat.zombie || stat.start !== owner.start);
 }
 
 // This thread's id: /proc/thread-self names it (Linux 3.17); before that only a main thread's is known, its pid.
@@ -55,31 +55,45 @@ const ownId = (() => {
     return process.pid;
   }
 })();
-let ownStart = startOf(ownId);
+let owner: Owner | undefined = ownerNow();
 
-function startOf(id: number): number {
-  const stat = procStat(id);
-  return typeof stat === 'object' ? stat.start : 0;
+function ownerNow(): Owner | undefined {
+  const stat = procStat(ownId);
+  return typeof stat === 'object' ? { id: ownId, start: stat.start } : undefined;
 }
 
-/** This thread, as it records itself; its start time is read again until it could be read once. */
+/**
+ * This thread, as it records itself: read once, at load, so that it never changes. Where /proc could not tell its
+ * start time even then, ERR_NO_SPACE: a thread that cannot name itself must not take a lock.
+ */
 export function ownOwner(): Owner {
-  if (ownStart === 0) ownStart = startOf(ownId);
-  return { id: ownId, start: ownStart };
+  owner ??= ownerNow();
+  if (owner === undefined) {
+    throw shareError(
+      'ERR_NO_SPACE',
+      `cannot read this thread's start time from /proc/${ownId}/stat (out of descriptors?)`,
+    );
+  }
+  return owner;
 }
 
-let ownNamespace: number | undefined;
+const namespaces = new Map<string, number>();
 
-/** This process's pid namespace: the low 32 bits of its inode, or 0 where /proc does not tell. */
-export function pidNamespace(): number {
-  if (ownNamespace === undefined) {
+/**
+ * This process's `kind` namespace ('pid' or 'time'): the low 32 bits of its inode, or 0 where /proc does not tell.
+ * Thread ids mean something only within one pid namespace, and start times within one time namespace.
+ */
+export function namespaceOf(kind: 'pid' | 'time'): number {
+  let id = namespaces.get(kind);
+  if (id === undefined) {
     try {
-      ownNamespace = statSync('/proc/self/ns/pid').ino % 2 ** 32;
+      id = statSync(`/proc/self/ns/${kind}`).ino % 2 ** 32;
     } catch {
-      ownNamespace = 0;
+      id = 0;
     }
+    namespaces.set(kind, id);
   }
-  return ownNamespace;
+  return id;
 }
 
 /** An owner as one 64-bit word: its id low, its start time high; 0n is no owner. */
@@ -181,7 +195,8 @@ function takeOver(region: Lockable, holder: bigint, mine: bigint): boolean {
 
 function held(region: Lockable, own: boolean): void {
   step('lock.taken');
-  if (own) {
+  // Only a main thread parks waiters: a worker's descriptor, and so its flock, can outlive it (trackUnmanagedFds).
+  if (own && isMainThread) {
     // Waiters take the shared flock only once PARKED is set, and drop it at once: this wait is short.
     fsExt.flockSync(region.fd, 'ex');
     Atomics.store(region.words, W_PARKED, 1);
@@ -245,6 +260,11 @@ function takeWordLock(region: Lockable, mine: bigint): void {
       if (holder === 0n) return;
     }
   }
+}
+
+/** Whether a holder died holding the lock since the last report; for the holder to read. */
+export function deadHolder(region: Lockable): boolean {
+  return Atomics.load(region.wide, D_DEAD) !== 0n;
 }
 
 /** Reports, once, a holder that died holding the lock since the last report. */

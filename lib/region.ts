@@ -17,8 +17,9 @@ import {
   regionId,
   W_CODEC,
   W_PID_NS,
+  W_TIME_NS,
 } from './layout.js';
-import { pidNamespace } from './lock.js';
+import { namespaceOf } from './lock.js';
 import { mapShared, MAX_REGION_BYTES } from './native.js';
 
 /** An open region: its own descriptor (so its own flock) and its mapping. */
@@ -63,7 +64,10 @@ export function createRegion(
     const map = mapRegion(fd, bytes);
     const id = randomBytes(8);
     init?.(map.bytes);
-    initHeader(map.words, kind, size, [id.readUInt32LE(0), id.readUInt32LE(4)], codec, pidNamespace());
+    initHeader(map.words, kind, size, [id.readUInt32LE(0), id.readUInt32LE(4)], codec, {
+      pid: namespaceOf('pid'),
+      time: namespaceOf('time'),
+    });
     return opened(map, kind, size, fd, absolute);
   } catch (error) {
     closeSync(fd);
@@ -113,11 +117,16 @@ export function attachRegion(refOrName: string): Region {
     if (stat.size <= HEADER_BYTES) throw shareError('ERR_BAD_HANDLE', `${ref} is not an mmap-share region`);
     const map = mapRegion(own, stat.size);
     const { kind, size } = checkHeader(map.words, stat.size, ref);
-    if (Atomics.load(map.words, W_PID_NS) !== pidNamespace()) {
-      throw shareError(
-        'ERR_BAD_HANDLE',
-        `${ref} was created in another pid namespace, whose pids its lock cannot check`,
-      );
+    for (const [kind, word] of [
+      ['pid', W_PID_NS],
+      ['time', W_TIME_NS],
+    ] as const) {
+      if (Atomics.load(map.words, word) !== namespaceOf(kind)) {
+        throw shareError(
+          'ERR_BAD_HANDLE',
+          `${ref} was created in another ${kind} namespace, in which its lock cannot check its holder`,
+        );
+      }
     }
     if (id !== undefined && regionId(map.words) !== id) {
       throw shareError('ERR_BAD_HANDLE', `${ref} is gone: its process now holds another region at that descriptor`);

@@ -4,7 +4,7 @@
 // nothing stuck (fetch markers on every way out of compute, joined fetches under their own timeout and signal).
 // Every write path killed at each of its named steps: test/crash-points.test.ts.
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -34,6 +34,25 @@ function pokeWord(path: string, word: number, value: number): void {
 
 // The map header's SEQ word: the last record version handed out (lib/map/layout.ts).
 const W_SEQ = 23;
+
+// Damages the key length of the record the first live slot points to, as random damage would (lib/map/layout.ts).
+function damageARecord(path: string): void {
+  const file = readFileSync(path);
+  const words = new Uint32Array(file.buffer, file.byteOffset, file.length / 4);
+  const [slots, chunks] = [words[16]!, words[17]!];
+  const chunkBase = Math.ceil((4096 + slots * 16 + chunks * 4) / 64) * 64;
+  for (let slot = 1024; ; slot += 4) {
+    if (words[slot] !== 0) return pokeWord(path, chunkBase / 4 + words[slot + 2]! * 16 + 2, 0xffff);
+  }
+}
+
+// A child that dies holding the lock of the map `ref`, killed at the crash point `lock.taken` of its first write.
+async function dieHoldingLock(ref: string): Promise<void> {
+  const peer = new Peer({ env: { ...process.env, MMAP_SHARE_CRASH_AT: 'lock.taken' } }, 'hostile.mjs');
+  await peer.call('attachMap', { ref });
+  void peer.call('slowUpdate', { key: 'x', ms: 0 });
+  expect((await peer.exited).signal).toBe('SIGKILL');
+}
 
 describe('a live holder is never robbed', () => {
   it('a waiter out of file descriptors, whose /proc lookups fail with EMFILE, waits for a live holder', async () => {
@@ -135,15 +154,28 @@ describe('a live holder is never robbed', () => {
 });
 
 describe('a holder that is gone never blocks', () => {
-  it(
-    'a worker thread terminated holding lock() is taken over by the other threads of its process',
+  it('a region is refused to a process in another time namespace, whose start times its lock cannot compare', (ctx) => {
+    const path = join(tempDir(), 'share');
+    const share = MmapShare.create(64, { path });
+    defer(() => share.close());
+    const script = `try { require(${JSON.stringify(join(__dirname, '../dist/index.js'))}).MmapShare.attach(${JSON.stringify(path)}); console.log('attached') } catch (e) { console.log(e.code, e.message) }`;
+    const inside = spawnSync('unshare', ['--time', '--boottime', '1000', process.execPath, '-e', script], {
+      encoding: 'utf8',
+    });
+    if (inside.status !== 0) return ctx.skip(`this machine makes no time namespace here: ${inside.stderr.trim()}`);
+    expect(inside.stdout).toMatch(/^ERR_BAD_HANDLE .*another time namespace/);
+  });
+
+  it.each([true, false])(
+    'a worker thread terminated holding lock() is taken over by the other threads of its process (trackUnmanagedFds %s)',
     { timeout: 20_000 },
-    async () => {
+    async (trackUnmanagedFds) => {
       const share = fresh<string>(64, { value: 'before' });
       const peer = await hostile('attachShare', { ref: share.handle });
       const { info } = await peer.call<{ info: { ownerDied: boolean } }>('terminatedHolder', {
         ref: share.handle,
         how: 'lock',
+        trackUnmanagedFds,
       });
       expect(info.ownerDied).toBe(true);
       expect(share.get()).toBe('after');
@@ -246,6 +278,47 @@ describe('nothing stored is lost or returned wrong', () => {
 });
 
 describe('nothing stays stuck', () => {
+  it('fetch() of a key whose marker spans two chunks, on a fragmented map, stores its value and drops its marker', async () => {
+    const m = map<string>({ capacity: '64KB' });
+    for (let i = 0; i < 40; i++) m.set(`k${i}`, 'x'.repeat(i * 7));
+    for (let i = 0; i < 40; i += 3) m.delete(`k${i}`);
+    const key = 'a key of forty-one bytes, past one chunk.';
+    expect(await m.fetch(key, () => 'computed')).toBe('computed');
+    expect(m.get(key)).toBe('computed');
+    await expect(m.fetch(`${key}!`, () => Promise.reject(new Error('no')))).rejects.toThrow('no');
+    expect(m.stats().pending).toBe(0);
+    expect(m.verify().ok).toBe(true);
+  });
+
+  it('fetch() on a map whose values are smaller than a marker works', async () => {
+    const m = map<number>({ capacity: '64KB', maxValueSize: 4 });
+    expect(await m.fetch('k', () => 7)).toBe(7);
+    expect(m.get('k')).toBe(7);
+    expect(m.verify().ok).toBe(true);
+  });
+
+  it('a fetch() that joins a run every earlier caller abandoned gets a value, not their abort', async () => {
+    const m = map<string>();
+    const controller = new AbortController();
+    const first = m.fetch('k', async () => (await sleep(200), 'computed'), { signal: controller.signal });
+    controller.abort();
+    await expect(first).rejects.toMatchObject({ name: 'AbortError' });
+    expect(await m.fetch('k', () => 'unused')).toBe('computed');
+  });
+
+  it('a repair meeting a damaged record drops that entry and finishes: the map is whole and lock-free reads work', async () => {
+    const path = join(tempDir(), 'map');
+    const m = map<number>({ capacity: '64KB', path });
+    for (let i = 0; i < 20; i++) m.set(`k${i}`, i);
+    damageARecord(path);
+    await dieHoldingLock(m.handle);
+    m.set('after', 1);
+    expect(m.stats().repairs).toBe(1);
+    expect(m.verify()).toEqual({ ok: true, problems: [] });
+    expect(m.size).toBe(20);
+    expect([...m.keys()]).toHaveLength(20);
+  });
+
   it.each([
     ['cannot be serialized', () => () => undefined, 'ERR_NOT_SERIALIZABLE'],
     ['is too large', () => 'x'.repeat(5000), 'ERR_VALUE_TOO_LARGE'],

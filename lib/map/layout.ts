@@ -105,8 +105,10 @@ export const R_KEY = 2;
 export const R_VALUE = 3;
 const R_EXPIRES_BYTE = 16;
 
-/** Record flag: a fetch marker, whose value is the computing process's pid and start time, not a value. */
+/** Record flag: a fetch marker, whose value is the computing thread's identity and its claim's token, not a value. */
 export const FLAG_PENDING = 1;
+/** The bytes of a fetch marker's value. */
+export const MARKER_BYTES = 12;
 
 export type EvictionPolicy = 'lru' | 'none';
 const POLICIES: readonly EvictionPolicy[] = ['lru', 'none'];
@@ -199,7 +201,7 @@ export function attachView(bytes: Buffer, what: string): MapView {
     maxEntries > slots * MAX_LOAD ||
     maxKey < 1 ||
     maxKey > MAX_KEY_LIMIT ||
-    recordChunks(maxKey, maxValue) > chunks
+    recordChunks(maxKey, Math.max(maxValue, MARKER_BYTES)) > chunks
   ) {
     throw shareError('ERR_BAD_HANDLE', `${what} has a damaged map header: ${JSON.stringify(geometry)}`);
   }

@@ -14,6 +14,7 @@ import {
   releaseLock,
   takeDeadHolder,
   takeLock,
+  deadHolder,
 } from '../lock.js';
 import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region } from '../region.js';
 import {
@@ -494,7 +495,11 @@ export class SharedMap<V = unknown> implements Cache<V> {
     takeLock(region);
     this.#locked = true;
     try {
-      if (takeDeadHolder(region).ownerDied) repair(this.#view);
+      // DEAD is cleared only once the repair is done: a repair that dies or throws is run again by the next writer.
+      if (deadHolder(region)) {
+        repair(this.#view);
+        takeDeadHolder(region);
+      }
       return work();
     } finally {
       this.#locked = false;
@@ -521,6 +526,8 @@ export class SharedMap<V = unknown> implements Cache<V> {
   }
 
   #readOnce(view: MapView, decode: boolean, use: boolean, locked: boolean): Read<V> {
+    // A renumbering (once in 4 billion writes) can give the version read to another record: see ERA.
+    const era = Atomics.load(view.words, W_ERA);
     const slot = find(view, encoded.bytes, encoded.length, encoded.hash, locked);
     if (slot === MISS) return ABSENT;
     if (slot === RACED) return RACE;
@@ -557,7 +564,9 @@ export class SharedMap<V = unknown> implements Cache<V> {
     const slotWordIndex = slotWord(view, slot);
     if (
       !locked &&
-      (Atomics.load(words, slotWordIndex + S_VER) !== ver || Atomics.load(words, slotWordIndex + S_HEAD) !== head)
+      (Atomics.load(words, slotWordIndex + S_VER) !== ver ||
+        Atomics.load(words, slotWordIndex + S_HEAD) !== head ||
+        Atomics.load(words, W_ERA) !== era)
     ) {
       return RACE;
     }
@@ -635,12 +644,13 @@ export class SharedMap<V = unknown> implements Cache<V> {
     for (let row = 0; row < COUNTER_ROWS; row++) {
       const at = rowIndex(row);
       const pid = Atomics.load(words, at.pid);
-      if (pid === 0 || !isGone({ id: pid, start: Atomics.load(words, at.pid + 1) })) continue;
+      const start = Atomics.load(words, at.pid + 1);
+      if (pid === 0 || start === 0 || !isGone({ id: pid, start })) continue;
       f64[F_HITS]! += f64[at.hits]!;
       f64[F_MISSES]! += f64[at.hits + 1]!;
       f64[at.hits] = 0;
       f64[at.hits + 1] = 0;
-      Atomics.store(words, at.pid, 0);
+      freeRow(words, at);
     }
   }
 
@@ -654,7 +664,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     if (row === undefined) return;
     f64[row.hits] = 0;
     f64[row.hits + 1] = 0;
-    Atomics.store(words, row.pid, 0);
+    freeRow(words, row);
     this.#row = undefined;
   }
 
@@ -808,6 +818,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
   #scanKeys(view: MapView, locked: boolean): string[] | undefined {
     const { words } = view;
     const epoch = Atomics.load(words, W_EPOCH);
+    const era = Atomics.load(words, W_ERA);
     if (!locked && epoch & 1) return undefined;
     const keys: string[] = [];
     const now = Date.now();
@@ -841,7 +852,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       }
       if (!((keyWord >>> 16) & FLAG_PENDING) && !isExpired(expires, now)) keys.push(name);
     }
-    return locked || Atomics.load(words, W_EPOCH) === epoch ? keys : undefined;
+    return locked || (Atomics.load(words, W_EPOCH) === epoch && Atomics.load(words, W_ERA) === era) ? keys : undefined;
   }
 
   #encode(value: V): Uint8Array {
@@ -863,6 +874,13 @@ export class SharedMap<V = unknown> implements Cache<V> {
     if (!(ms >= 0 && ms < Infinity)) throw corruptMap(`its default ttl is ${ms}`);
     return ms === 0 ? 0 : Date.now() + ms;
   }
+}
+
+// Gives a counter row back. Its start goes first, so that a row just claimed, whose start is not yet stored, reads
+// as one being claimed (start 0), which no one folds, not as the thread that had it before.
+function freeRow(words: Uint32Array, at: { pid: number }): void {
+  Atomics.store(words, at.pid + 1, 0);
+  Atomics.store(words, at.pid, 0);
 }
 
 // The float64 index of a counter row's hits (misses follow), and the word index of its pid (its start follows).

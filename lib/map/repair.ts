@@ -27,7 +27,7 @@ import {
   W_VERSION,
 } from './layout.js';
 import { home } from './table.js';
-import { MARKER_BYTES, recordOf } from './writer.js';
+import { type recordOf, shapeOf } from './writer.js';
 
 /** A slot that points to a whole record; `ver` is the record's, which a slot left half replaced does not hold. */
 interface Live {
@@ -71,10 +71,9 @@ function scan(view: MapView): { live: Live[]; problems: string[]; used: Uint8Arr
       wrong(`its record at chunk ${head} has another hash`);
       continue;
     }
-    const record = recordOf(view, head);
-    const pending = (record.flags & FLAG_PENDING) !== 0;
-    if (record.keyLength > view.maxKey || record.valueLength > (pending ? MARKER_BYTES : view.maxValue)) {
-      wrong(`its record claims a key of ${record.keyLength} bytes and a value of ${record.valueLength}`);
+    const record = shapeOf(view, head);
+    if (typeof record === 'string') {
+      wrong(record);
       continue;
     }
     const chain = chainOf(view, head, record.chunks, used);

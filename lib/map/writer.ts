@@ -14,6 +14,8 @@ import {
   F_SETS,
   FLAG_PENDING,
   freeChain,
+  getBytes,
+  MARKER_BYTES,
   isExpired,
   type Entry,
   type MapView,
@@ -54,17 +56,25 @@ const SWEEP_STEP = 8;
 
 /** A record's shape, read from its first chunk; a shape no writer makes is corruption. */
 export function recordOf(view: MapView, head: number) {
-  if (head >= view.chunks) throw corruptMap(`an entry starts at chunk ${head}, past the last chunk`);
+  const shape = shapeOf(view, head);
+  if (typeof shape === 'string') throw corruptMap(shape);
+  return shape;
+}
+
+/** A record's shape, or what is wrong with it: a key or value longer than any writer makes, a head past the end. */
+export function shapeOf(view: MapView, head: number) {
+  if (head >= view.chunks) return `an entry starts at chunk ${head}, past the last chunk`;
   const word = chunkWord(view, head);
   const keyWord = view.words[word + R_KEY]!;
   const keyLength = keyWord & 0xffff;
+  const flags = keyWord >>> 16;
   const valueLength = view.words[word + R_VALUE]!;
-  if (keyLength > view.maxKey || valueLength > view.maxValue) {
-    throw corruptMap(`the entry at chunk ${head} claims a key of ${keyLength} bytes and a value of ${valueLength}`);
+  if (keyLength > view.maxKey || valueLength > (flags & FLAG_PENDING ? MARKER_BYTES : view.maxValue)) {
+    return `the entry at chunk ${head} claims a key of ${keyLength} bytes and a value of ${valueLength}`;
   }
   return {
     keyLength,
-    flags: keyWord >>> 16,
+    flags,
     valueLength,
     expires: expiresOf(view, head),
     chunks: recordChunks(keyLength, valueLength),
@@ -196,7 +206,8 @@ export function sweep(view: MapView, now: number, count: number): number {
         remove(view, slot, pending ? undefined : F_EXPIRATIONS);
         step('sweep.removed');
         removed++;
-        // The backward shift may have moved an unseen entry into this slot: look at it again.
+        // The backward shift may have moved an unseen entry into this slot: look at it again, as one more look.
+        looked--;
         continue;
       }
     }
@@ -211,8 +222,6 @@ export interface Marker extends Owner {
   readonly token: number;
 }
 
-export const MARKER_BYTES = 12;
-
 export function markerBytes(marker: Marker): Uint8Array {
   const bytes = Buffer.alloc(MARKER_BYTES);
   bytes.writeUInt32LE(marker.id, 0);
@@ -221,12 +230,13 @@ export function markerBytes(marker: Marker): Uint8Array {
   return bytes;
 }
 
-/** The fetch marker at `head`. */
+/** The fetch marker at `head`, a record of the shape recordOf() checked; its value may lie in a later chunk. */
 export function markerOf(view: MapView, head: number): Marker {
-  const word = chunkWord(view, head);
-  const at = (word << 2) + RECORD_HEADER + (Atomics.load(view.words, word + R_KEY) & 0xffff);
-  const { bytes } = view;
-  return { id: bytes.readUInt32LE(at), start: bytes.readUInt32LE(at + 4), token: bytes.readUInt32LE(at + 8) };
+  const at = RECORD_HEADER + (view.words[chunkWord(view, head) + R_KEY]! & 0xffff);
+  const bytes = getBytes(view, head, at, MARKER_BYTES);
+  if (bytes === undefined) throw corruptMap(`the chain of chunk ${head} is broken`);
+  const value = Buffer.from(bytes.buffer, bytes.byteOffset, MARKER_BYTES);
+  return { id: value.readUInt32LE(0), start: value.readUInt32LE(4), token: value.readUInt32LE(8) };
 }
 
 /** The next record version: never 0, which marks an empty slot, and never one a live record holds. */
