@@ -16,7 +16,7 @@ export type LockInfo =
 
 /**
  * A thread as lock words, fetch markers and counter rows record it: its thread id (the pid, for a main thread) and
- * its start time in clock ticks after boot (low 32 bits; 0 where it could not be read).
+ * its start time in clock ticks after boot (low 32 bits).
  */
 export interface Owner {
   readonly id: number;
@@ -156,9 +156,12 @@ interface Lockable {
   readonly wide: BigUint64Array;
 }
 
-// This thread's LOCK word; read again while its start time is unknown.
+let mine: bigint | undefined;
+
+// This thread's LOCK word.
 function me(): bigint {
-  return ownerWord(ownOwner());
+  mine ??= ownerWord(ownOwner());
+  return mine;
 }
 
 /**
