@@ -738,10 +738,10 @@ export class SharedMap<V = unknown> implements Cache<V> {
       const view = this.#open();
       this.#exclusive(() => {
         const slot = this.#markerSlot(view, name, token);
-        // Without its marker, a value someone set meanwhile is newer than this computation: it stays.
         const key = encoded.bytes.subarray(0, encoded.length);
-        if (slot === MISS) return this.#markers.delete(name);
-        if (payload === undefined) remove(view, slot, undefined);
+        if (slot === MISS) {
+          // Without its marker, a value someone set meanwhile is newer than this computation: it stays.
+        } else if (payload === undefined) remove(view, slot, undefined);
         else put(view, { key, hash: encoded.hash, flags: 0, value: payload, expires }, Date.now());
         this.#markers.delete(name);
       });
