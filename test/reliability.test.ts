@@ -8,10 +8,10 @@ import { closeSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSy
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { MAX_CAPACITY, MAX_SIZE, MmapShare, SharedMap } from '../dist/index.mjs';
+import { MAX_CAPACITY, MAX_SIZE, MmapShare, SharedMap, type SharedMapOptions } from '../dist/index.mjs';
 import { defer, fresh, Peer, tempDir } from './helpers.js';
 
-function map<V = unknown>(options: Partial<Parameters<typeof SharedMap.create>[0]> = {}): SharedMap<V> {
+function map<V = unknown>(options: Partial<SharedMapOptions<V>> = {}): SharedMap<V> {
   const created = SharedMap.create<V>({ capacity: '1MB', ...options });
   defer(() => created.close());
   return created;

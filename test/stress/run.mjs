@@ -1,13 +1,15 @@
 // `npm run stress`: the reliability suites, each ending with one figure line. Flags make them bigger:
 //   --kills 5000  --processes 8  --updates 10000  --cases 10000  --corruptions 2000  --cycles 10000  --lock-rounds 300
+//   --crash-kills 17 (occurrences of each named crash point killed, test/crash-points.test.ts)
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 
-const flags = ['kills', 'processes', 'updates', 'cases', 'corruptions', 'cycles', 'lock-rounds'];
+const flags = ['kills', 'processes', 'updates', 'cases', 'corruptions', 'cycles', 'lock-rounds', 'crash-kills'];
 const { values } = parseArgs({ options: Object.fromEntries(flags.map((flag) => [flag, { type: 'string' }])) });
 const env = { ...process.env };
 for (const [flag, value] of Object.entries(values)) env[`STRESS_${flag.replace('-', '_').toUpperCase()}`] = value;
 
-const vitest = ['vitest', 'run', 'test/stress', 'test/errors.test.ts', '--reporter=verbose', '--testTimeout=0'];
+const suites = ['test/stress', 'test/errors.test.ts', 'test/crash-points.test.ts'];
+const vitest = ['vitest', 'run', ...suites, '--reporter=verbose', '--testTimeout=0'];
 const { status } = spawnSync('npx', vitest, { stdio: 'inherit', env });
 process.exit(status ?? 1);
