@@ -54,7 +54,8 @@ export class Connection {
   /** Runs one command; its reply with every string as a Buffer. */
   async call(args: (string | Buffer)[]): Promise<Reply> {
     try {
-      return await this.#client.sendCommand<Reply>(args, { timeout: this.#timeout });
+      // The client's own timeout ends only a command still waiting to be written, not one waiting for its answer.
+      return await withTimeout(this.#client.sendCommand<Reply>(args), this.#timeout);
     } catch (error) {
       throw connectionError(error);
     }

@@ -3,21 +3,28 @@
 //
 // | key           | type   | holds                                                                        |
 // |---------------|--------|------------------------------------------------------------------------------|
-// | {P}           | hash   | c: the codec's name; t: the default ttl in ms (0: none)                      |
-// | {P}:v         | string | the version: +1 on every change                                              |
-// | {P}:s         | hash   | hits, misses, sets, deletes of the whole cluster                             |
+// | {P}           | hash   | the record: c: the codec's name; t: the default ttl in ms (0: none); n: the  |
+// |               |        | version, +1 on every change; hits, misses, sets, deletes of the whole        |
+// |               |        | cluster; i:<id>: 1 for each instance whose counts it includes                |
 // | {P}:e:<key>   | string | the encoded value of <key>, with its expiry                                  |
 // | {P}:f:<key>   | string | while one process computes <key> in fetch(): its token; expires after the   |
 // |               |        | lease unless renewed, so a computing process that dies is replaced           |
+//
+// Redis may drop the record like any other key: an allkeys-* policy evicts it (no key is out of its reach, and the
+// LRU clock is too coarse for a busy key to be safe; volatile-* spare it, having no ttl), FLUSHALL or a restart
+// without persistence loses it. Every live instance knows what it held, so every script that counts or changes
+// something makes it again (RECORD): codec and ttl as the instance has them, a version above any the lost record
+// reached, and the instance's own counts so far. attach() can make it from its options alone.
 import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
+import { type FlightControl, Flights } from '../flight.js';
 import { checkTimeout, pollUntil } from '../lock.js';
-import { checkTtl, type FetchOptions, joined, type SetOptions } from '../map/map.js';
+import { checkTtl, type FetchOptions, type SetOptions } from '../map/map.js';
 import { encodeKey } from '../map/table.js';
 import type { Cache, CacheStats } from '../api.js';
 import { Connection, type RedisOptions, text } from './connection.js';
-import { checkKey, checkLease, decodeStored, encodeOwned } from './share.js';
+import { checkKey, checkLease, CLOCK, decodeStored, encodeOwned } from './share.js';
 
 export interface RedisMapOptions<V> extends RedisOptions {
   /** Milliseconds an entry lives when set() names no ttl; 0 for ever. Default: 0. */
@@ -30,7 +37,13 @@ export interface RedisMapOptions<V> extends RedisOptions {
 }
 
 export interface RedisMapAttachOptions<V> extends RedisOptions {
+  /** The codec the map was created with; another is ERR_CODEC_MISMATCH. */
   codec?: CodecOption<V>;
+  /**
+   * The default ttl the map was created with; another is ERR_BAD_OPTION. Given with `codec`, attach() makes the map's
+   * record from them when Redis holds none (evicted, flushed, lost in a restart) instead of failing with ERR_BAD_HANDLE.
+   */
+  ttl?: number;
   maxKeySize?: number;
   lease?: number;
 }
@@ -38,38 +51,66 @@ export interface RedisMapAttachOptions<V> extends RedisOptions {
 const DEFAULT_MAX_KEY = 1024;
 const SCAN_COUNT = '1000';
 
-const GET = `
-local value = redis.call('GET', KEYS[1])
-redis.call('HINCRBY', KEYS[2], value and 'hits' or 'misses', 1)
+// Makes the missing fields of the record KEYS[1]; a version made again goes on from the server's clock.
+const RESTORE = `${CLOCK}
+local function restore(codec, ttl)
+  redis.call('HSETNX', KEYS[1], 'c', codec)
+  redis.call('HSETNX', KEYS[1], 't', ttl)
+  if redis.call('HEXISTS', KEYS[1], 'n') == 0 then redis.call('HSET', KEYS[1], 'n', clock()) end
+end`;
+
+// Starts every script that counts or changes something. The last 7 arguments: this instance's field, its codec's
+// name, its default ttl, and its hits, misses, sets and deletes so far. A record without the field lacks this
+// instance's counts: it is new, or made again after Redis lost it.
+const RECORD = `${RESTORE}
+local r = #ARGV - 6
+if redis.call('HSETNX', KEYS[1], ARGV[r], 1) == 1 then
+  restore(ARGV[r + 1], ARGV[r + 2])
+  for i, count in ipairs({'hits', 'misses', 'sets', 'deletes'}) do redis.call('HINCRBY', KEYS[1], count, ARGV[r + 2 + i]) end
+end
+`;
+
+const GET = `${RECORD}
+local value = redis.call('GET', KEYS[2])
+redis.call('HINCRBY', KEYS[1], value and 'hits' or 'misses', 1)
 return value`;
 
 // Sets (ARGV[1] = '1') or deletes the entry, when it still holds ARGV[2] (ARGV[3] = '1': present; '0': absent; '': any).
 // 0 when it did not; 1 when it changed the entry; 2 when there was nothing to delete.
-const PUT = `
-local current = redis.call('GET', KEYS[1])
+const PUT = `${RECORD}
+local current = redis.call('GET', KEYS[2])
 if ARGV[3] == '1' then
   if current ~= ARGV[2] then return 0 end
 elseif ARGV[3] == '0' and current then return 0 end
 if ARGV[1] == '1' then
-  if ARGV[5] ~= '0' then redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5]) else redis.call('SET', KEYS[1], ARGV[4]) end
-  redis.call('HINCRBY', KEYS[2], 'sets', 1)
+  if ARGV[5] ~= '0' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) else redis.call('SET', KEYS[2], ARGV[4]) end
+  redis.call('HINCRBY', KEYS[1], 'sets', 1)
 elseif current then
-  redis.call('DEL', KEYS[1])
-  redis.call('HINCRBY', KEYS[2], 'deletes', 1)
+  redis.call('DEL', KEYS[2])
+  redis.call('HINCRBY', KEYS[1], 'deletes', 1)
 else
   return 2
 end
-redis.call('INCR', KEYS[3])
+redis.call('HINCRBY', KEYS[1], 'n', 1)
 return 1`;
 
 // Ends a fetch() computation: drops its claim, and stores its value unless someone set one meanwhile.
-const FETCHED = `
-if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if ARGV[3] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[1], ARGV[2]) end
-redis.call('HINCRBY', KEYS[2], 'sets', 1)
-redis.call('INCR', KEYS[3])
+const FETCHED = `${RECORD}
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[3] ~= '0' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('HINCRBY', KEYS[1], 'sets', 1)
+redis.call('HINCRBY', KEYS[1], 'n', 1)
 return 1`;
+
+const STATS = `${RECORD}
+return redis.call('HMGET', KEYS[1], 'hits', 'misses', 'sets', 'deletes')`;
+
+const VERSION = `${RECORD}
+return redis.call('HGET', KEYS[1], 'n')`;
+
+const BUMP = `${RECORD}
+return redis.call('HINCRBY', KEYS[1], 'n', 1)`;
 
 // The value of the entry if it has one; else 1 when this claim to compute it was taken, 0 when another holds one.
 const CLAIM = `
@@ -88,8 +129,13 @@ return 0`;
 
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'c', ARGV[1], 't', ARGV[2])
+redis.call('HSET', KEYS[1], 'c', ARGV[1], 't', ARGV[2], 'n', 0)
 return 1`;
+
+// The record's codec and ttl; made first from ARGV[1] (codec) and ARGV[2] (ttl), when given, if Redis holds none.
+const ATTACH = `${RESTORE}
+if ARGV[1] then restore(ARGV[1], ARGV[2]) end
+return redis.call('HMGET', KEYS[1], 'c', 't')`;
 
 /** Many keys shared through Redis: the SharedMap API, every method returning a promise. */
 export class RedisMap<V = unknown> implements Cache<V> {
@@ -99,7 +145,12 @@ export class RedisMap<V = unknown> implements Cache<V> {
   readonly #ttl: number;
   readonly #maxKey: number;
   readonly #lease: number;
-  readonly #fetches = new Map<string, Promise<V | undefined>>();
+  // This instance's field in the record, and the counts it added there: what it gives back when Redis lost them.
+  readonly #field = `i:${randomBytes(8).toString('hex')}`;
+  readonly #counts = { hits: 0, misses: 0, sets: 0, deletes: 0 };
+  readonly #fetches = new Flights<V | undefined>();
+  // Claims this instance may hold, by token: those taken, and those asked for whose answer has not come.
+  readonly #claims = new Map<string, { marker: string; renewal?: NodeJS.Timeout }>();
   #closed = false;
 
   private constructor(
@@ -134,16 +185,33 @@ export class RedisMap<V = unknown> implements Cache<V> {
     return new RedisMap<V>(connection, name, codec, Math.round(ttl), maxKey, lease);
   }
 
-  /** Attaches to the map named `name`, with the codec and default ttl it records. */
+  /**
+   * Attaches to the map named `name`, with the codec and default ttl it records. Given both, as `codec` and `ttl`,
+   * it makes the record from them when Redis holds none.
+   */
   static async attach<V = unknown>(name: string, options: RedisMapAttachOptions<V> = {}): Promise<RedisMap<V>> {
     checkKey(name);
     const [maxKey, lease] = checkLimits(options);
+    if (options.ttl !== undefined) checkTtl(options.ttl);
+    const restore =
+      options.codec === undefined || options.ttl === undefined
+        ? []
+        : [resolveCodec(options.codec).name, String(Math.round(options.ttl))];
     const connection = await Connection.open(options);
     try {
-      const [codecName, ttl] = (await connection.call(['HMGET', `{${name}}`, 'c', 't'])) as (Buffer | null)[];
-      if (codecName === null) throw shareError('ERR_BAD_HANDLE', `Redis holds no map named ${JSON.stringify(name)}`);
+      const [codecName, recorded] = (await connection.script(ATTACH, [`{${name}}`], restore)) as (Buffer | null)[];
+      if (codecName === null) {
+        throw shareError(
+          'ERR_BAD_HANDLE',
+          `Redis holds no map named ${JSON.stringify(name)} (given the codec and ttl it was created with, attach() makes its record again)`,
+        );
+      }
       const codec = codecFor(codecId(codecName!.toString()), options.codec) as Codec<V>;
-      return new RedisMap<V>(connection, name, codec, Number(text(ttl ?? null) ?? 0), maxKey, lease);
+      const ttl = Number(text(recorded ?? null) ?? 0);
+      if (options.ttl !== undefined && Math.round(options.ttl) !== ttl) {
+        throw shareError('ERR_BAD_OPTION', `ttl ${options.ttl} is not the map's default ttl, ${ttl}`);
+      }
+      return new RedisMap<V>(connection, name, codec, ttl, maxKey, lease);
     } catch (error) {
       await connection.close();
       throw error;
@@ -152,7 +220,9 @@ export class RedisMap<V = unknown> implements Cache<V> {
 
   /** The value of `key`, counted as a hit or a miss; undefined when absent or expired. One round trip. */
   async get(key: string): Promise<V | undefined> {
-    return this.#decode(await this.#run(GET, [this.#entry(key), this.#stats()], []));
+    const value = await this.#record(GET, [this.#entry(key)], []);
+    this.#counts[value === null ? 'misses' : 'hits']++;
+    return this.#decode(value);
   }
 
   /** The value of `key`, not counted. */
@@ -203,7 +273,8 @@ export class RedisMap<V = unknown> implements Cache<V> {
   /**
    * The value of `key`; when it is absent, `compute(key)` runs in exactly one process of the cluster while the others
    * wait for its result, polling. If the computing process dies (its claim's lease runs out) or its compute throws,
-   * a waiting process computes instead.
+   * a waiting process computes instead. Each call waits under its own `timeout` and `signal`; compute's signal aborts
+   * once every call waiting for it gave up.
    */
   async fetch(
     key: string,
@@ -214,10 +285,10 @@ export class RedisMap<V = unknown> implements Cache<V> {
       throw shareError('ERR_BAD_OPTION', `compute must be a function, got ${describe(compute)}`);
     }
     const timeout = checkTimeout(options.timeout);
-    this.#expiry(options.ttl);
+    const ttl = this.#expiry(options.ttl);
     const hit = await this.get(key);
     if (hit !== undefined) return hit;
-    return joined(this.#fetches, key, () => this.#fetchShared(key, compute, options, timeout));
+    return this.#fetches.join(key, timeout, options.signal, (control) => this.#fetchShared(key, compute, ttl, control));
   }
 
   /** Removes every entry. */
@@ -225,7 +296,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
     for await (const batch of this.#scan()) {
       if (batch.length > 0) await this.#call(['UNLINK', ...batch]);
     }
-    await this.#call(['INCR', `${this.#base}:v`]);
+    await this.#record(BUMP, [], []);
   }
 
   /** The keys holding values, in no particular order (Redis's SCAN: a key changed meanwhile may be missed). */
@@ -234,16 +305,12 @@ export class RedisMap<V = unknown> implements Cache<V> {
     for await (const batch of this.#scan()) for (const entry of batch) yield entry.slice(prefix);
   }
 
-  /** Counts for the whole cluster; `entries` scans the keys. */
+  /**
+   * Counts for the whole cluster; `entries` scans the keys. When Redis lost them, each live instance gives back its
+   * own counts on its next call: those of instances closed or gone since are lost.
+   */
   async stats(): Promise<CacheStats> {
-    const counts = (await this.#call([
-      'HMGET',
-      this.#stats(),
-      'hits',
-      'misses',
-      'sets',
-      'deletes',
-    ])) as (Buffer | null)[];
+    const counts = (await this.#record(STATS, [], [])) as (Buffer | null)[];
     const [hits, misses, sets, deletes] = counts.map((count) => Number(text(count) ?? 0));
     return { entries: await this.size, hits: hits!, misses: misses!, sets: sets!, deletes: deletes! };
   }
@@ -257,20 +324,30 @@ export class RedisMap<V = unknown> implements Cache<V> {
     })();
   }
 
-  /** +1 on every change by any process. */
+  /** +1 on every change by any process; when Redis lost it, it goes on from a larger number, never back. */
   get version(): Promise<number> {
-    return this.#call(['GET', `${this.#base}:v`]).then((reply) => Number(text(reply) ?? 0));
+    return this.#record(VERSION, [], []).then((reply) => Number(text(reply)));
   }
 
   get closed(): boolean {
     return this.#closed;
   }
 
-  /** Closes the connection; a computation this instance runs for fetch() still ends, and its claim lapses. */
+  /**
+   * Closes the connection. A computation this instance runs for fetch() still ends, but its claim is dropped now, so
+   * another process computes the value in its place.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#connection.close();
+    try {
+      await Promise.all([
+        ...[...this.#claims.keys()].map((token) => this.#drop(token)),
+        this.#connection.call(['HDEL', this.#base, this.#field]).catch(() => {}),
+      ]);
+    } finally {
+      await this.#connection.close();
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -291,22 +368,26 @@ export class RedisMap<V = unknown> implements Cache<V> {
     return this.#connection.script(source, keys, args);
   }
 
+  // Runs a script that starts with RECORD: the record first among its keys, what makes it again last among its args.
+  #record(source: string, keys: string[], args: (string | Buffer)[]) {
+    const { hits, misses, sets, deletes } = this.#counts;
+    const record = [this.#field, this.#codec.name, String(this.#ttl), ...[hits, misses, sets, deletes].map(String)];
+    return this.#run(source, [this.#base, ...keys], [...args, ...record]);
+  }
+
   #entry(key: string): string {
     this.#open();
     encodeKey(key, this.#maxKey);
     return `${this.#base}:e:${key}`;
   }
 
-  #stats(): string {
-    return `${this.#base}:s`;
-  }
-
   // Writes `payload` (undefined: deletes) if the entry still holds `current` (null: nothing; undefined: whatever).
   async #put(entry: string, current: Buffer | null | undefined, payload: Buffer | undefined, ttl: number) {
-    const keys = [entry, this.#stats(), `${this.#base}:v`];
     const expect = current === undefined ? '' : current === null ? '0' : '1';
     const args = [payload ? '1' : '0', current ?? '', expect, payload ?? '', String(ttl)];
-    return (await this.#run(PUT, keys, args)) as number;
+    const result = (await this.#record(PUT, [entry], args)) as number;
+    if (result === 1) this.#counts[payload ? 'sets' : 'deletes']++;
+    return result;
   }
 
   #decode(bytes: unknown): V | undefined {
@@ -322,49 +403,61 @@ export class RedisMap<V = unknown> implements Cache<V> {
   async #fetchShared(
     key: string,
     compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
-    options: FetchOptions,
-    timeout: number,
+    ttl: number,
+    control: FlightControl,
   ): Promise<V | undefined> {
     const entry = this.#entry(key);
     const marker = `${this.#base}:f:${key}`;
     const token = randomBytes(12).toString('hex');
-    // A value, once set; else this instance's claim once it can take one (none held, or the holder's lapsed).
-    const outcome = await pollUntil(
-      async () => {
-        const reply = await this.#run(CLAIM, [entry, marker], [token, String(this.#lease)]);
-        if (Buffer.isBuffer(reply)) return { value: this.#decode(reply) };
-        return reply === 1 ? { claimed: true as const } : undefined;
-      },
-      timeout,
-      options.signal,
-      () => `no value for ${JSON.stringify(key)} within ${timeout} ms: another process is computing it`,
-    );
-    if ('value' in outcome) return outcome.value;
-    const renewal = setInterval(() => {
-      this.#run(RENEW, [marker], [token, String(this.#lease)]).catch(() => {});
-    }, this.#lease / 3);
-    renewal.unref();
-    let value: V;
+    const claim: { marker: string; renewal?: NodeJS.Timeout } = { marker };
+    let fetched = false;
     try {
-      value = await compute(key, { signal: options.signal });
-    } catch (error) {
-      if (!this.#closed) await this.#run(DROP, [marker], [token]).catch(() => {});
-      throw error;
+      // A value, once set; else this instance's claim once it can take one (none held, or the holder's lapsed).
+      const outcome = await pollUntil(
+        async () => {
+          // Registered before it is asked for: Redis may grant a claim whose answer is lost, or comes after close().
+          this.#claims.set(token, claim);
+          const reply = await this.#run(CLAIM, [entry, marker], [token, String(this.#lease)]);
+          if (reply === 1) return { claimed: true as const };
+          this.#claims.delete(token);
+          if (Buffer.isBuffer(reply)) return { value: this.#decode(reply) };
+          control.waitingFor('another process to compute it');
+          return undefined;
+        },
+        Infinity,
+        control.signal,
+        () => '',
+      );
+      if ('value' in outcome) return outcome.value;
+      // Closed while the claim was asked for: close() dropped it.
+      this.#open();
+      control.computing();
+      claim.renewal = setInterval(() => {
+        this.#connection.script(RENEW, [marker], [token, String(this.#lease)]).catch(() => {});
+      }, this.#lease / 3);
+      claim.renewal.unref();
+      const value = await compute(key, { signal: control.signal });
+      if (value === undefined) return undefined;
+      const reply = await this.#record(FETCHED, [entry, marker], [token, encodeOwned(this.#codec, value), String(ttl)]);
+      fetched = true;
+      // Someone set the key while this computed: theirs is newer, and is what every process now reads.
+      if (reply === 0) return (await this.peek(key)) ?? value;
+      this.#counts.sets++;
+      return value;
     } finally {
-      clearInterval(renewal);
+      // FETCHED dropped the claim; on every other way out (compute, encode or store failing, nothing to store, an
+      // answer lost) it is dropped here, so that no process waits for its lease to run out.
+      await this.#drop(token, !fetched);
     }
-    if (value === undefined) {
-      await this.#run(DROP, [marker], [token]);
-      return undefined;
-    }
-    const keys = [entry, this.#stats(), `${this.#base}:v`, marker];
-    const stored = await this.#run(FETCHED, keys, [
-      token,
-      encodeOwned(this.#codec, value),
-      String(this.#expiry(options.ttl)),
-    ]);
-    // Someone set the key while this computed: theirs is newer, and is what every process now reads.
-    return stored === 1 ? value : ((await this.peek(key)) ?? value);
+  }
+
+  // Stops renewing a claim this instance may hold and forgets it; drops it in Redis too unless `inRedis` is false.
+  async #drop(token: string, inRedis = true): Promise<void> {
+    const claim = this.#claims.get(token);
+    if (claim === undefined) return;
+    this.#claims.delete(token);
+    clearInterval(claim.renewal);
+    if (inRedis) await this.#connection.script(DROP, [claim.marker], [token]).catch(() => {});
   }
 
   async *#scan(): AsyncGenerator<string[]> {

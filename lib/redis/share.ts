@@ -8,7 +8,8 @@
 // |               |        | while {K}:lock is gone, it means the holder died holding it               |
 // | {K}:changes   | channel| each new version, published by the write that made it                    |
 //
-// The braces put every key of one share in one Redis Cluster slot, so one script can touch them all.
+// The braces put every key of one share in one Redis Cluster slot, so one script can touch them all. Redis may drop
+// {K} like any key (evicted, flushed): a write then makes it again with the writer's codec.
 import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
@@ -36,11 +37,23 @@ const DEFAULT_LEASE_MS = 10_000;
 // Redis's limit on one string.
 const MAX_VALUE_BYTES = 512 * 2 ** 20;
 
+/**
+ * A Lua function, clock(): the server's time in microseconds, as the version of a record made again after Redis lost
+ * it. It is above any version the lost record reached, unless that took more than one change a microsecond.
+ */
+export const CLOCK = `
+local function clock()
+  local now = redis.call('TIME')
+  return now[1] .. string.format('%06d', now[2])
+end`;
+
 // Writes `v` as the next version, unless another token holds the lock (-1) or the version is not the expected one (-2).
-const WRITE = `
+// A record without its codec (ARGV[4]) is one Redis lost: it is made again.
+const WRITE = `${CLOCK}
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return -1 end
 if ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], 'n') or '0') ~= ARGV[3] then return -2 end
+if redis.call('HSETNX', KEYS[1], 'c', ARGV[4]) == 1 then redis.call('HSET', KEYS[1], 'n', clock()) end
 redis.call('HSET', KEYS[1], 'v', ARGV[2])
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 redis.call('PUBLISH', KEYS[3], n)
@@ -79,6 +92,8 @@ export class RedisShare<T = unknown> implements Share<T> {
   readonly #lease: number;
   #token: string | undefined;
   #renewal: NodeJS.Timeout | undefined;
+  // Tokens asked for and not yet answered: Redis may grant one whose answer is lost, or comes after close().
+  readonly #asking = new Set<string>();
   #closed = false;
   readonly #watchers = new Set<() => Promise<void>>();
 
@@ -280,6 +295,7 @@ export class RedisShare<T = unknown> implements Share<T> {
     this.#dropToken();
     this.#closed = true;
     try {
+      await Promise.all([...this.#asking].map((asked) => this.#giveBack(asked)));
       if (token !== undefined) await this.#run(RELEASE, [this.#keys.lock, this.#keys.holder], [token], true);
       await Promise.all([...this.#watchers].map((stop) => stop()));
     } finally {
@@ -324,7 +340,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   async #write(payload: Buffer, expected: string): Promise<number> {
     for (;;) {
       const keys = [this.#keys.value, this.#keys.lock, this.#keys.changes];
-      const result = (await this.#run(WRITE, keys, [this.#token ?? '', payload, expected])) as number;
+      const result = (await this.#run(WRITE, keys, [this.#token ?? '', payload, expected, this.#codec.name])) as number;
       if (result !== -1) return result;
       await this.#waitForUnlock();
     }
@@ -341,15 +357,28 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   async #acquire(): Promise<LockInfo | undefined> {
     const token = randomBytes(12).toString('hex');
-    const dead = await this.#run(
-      ACQUIRE,
-      [this.#keys.lock, this.#keys.holder],
-      [token, String(this.#lease), String(process.pid)],
-    );
+    this.#asking.add(token);
+    let dead;
+    try {
+      dead = await this.#run(
+        ACQUIRE,
+        [this.#keys.lock, this.#keys.holder],
+        [token, String(this.#lease), String(process.pid)],
+      );
+    } catch (error) {
+      // Redis may have given the lock to this token though its answer was lost (a command timeout): give it back
+      // rather than hold it, unrenewed, until the lease runs out.
+      await this.#giveBack(token);
+      throw error;
+    } finally {
+      this.#asking.delete(token);
+    }
     if (dead === null) return undefined;
+    // Closed while the lock was asked for: close() gave it back.
+    this.#open();
     // Another call on this instance may have taken the lock while this one waited for Redis: give this one back.
     if (this.#token !== undefined) {
-      await this.#run(RELEASE, [this.#keys.lock, this.#keys.holder], [token]);
+      await this.#giveBack(token);
       return undefined;
     }
     this.#token = token;
@@ -359,6 +388,11 @@ export class RedisShare<T = unknown> implements Share<T> {
     this.#renewal.unref();
     const deadPid = Number(text(dead as Buffer));
     return deadPid > 0 ? { ownerDied: true, deadPid } : { ownerDied: false };
+  }
+
+  // Releases the lock if `token` holds it, even while closing; when Redis cannot be reached, the lease runs out.
+  #giveBack(token: string): Promise<unknown> {
+    return this.#run(RELEASE, [this.#keys.lock, this.#keys.holder], [token], true).catch(() => {});
   }
 
   #dropToken(): void {
