@@ -29,6 +29,7 @@ class Flight<R> implements FlightControl {
 
   computing(): void {
     this.computingHere = true;
+    this.awaited = 'its computation by another call of this instance';
   }
 
   waitingFor(what: string): void {
