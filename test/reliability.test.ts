@@ -290,6 +290,15 @@ describe('nothing stays stuck', () => {
     expect(m.verify().ok).toBe(true);
   });
 
+  it('fetch() of a long key whose short value expired computes it again', async () => {
+    const m = map<number>({ capacity: '64KB' });
+    // 24 + 35 + 3 bytes: one chunk, whose value a marker's 12 bytes would read past.
+    const key = 'thirty-five bytes long, as keys go.';
+    m.set(key, 1, { ttl: 20 });
+    await sleep(40);
+    expect(await m.fetch(key, () => 2)).toBe(2);
+  });
+
   it('fetch() on a map whose values are smaller than a marker works', async () => {
     const m = map<number>({ capacity: '64KB', maxValueSize: 4 });
     expect(await m.fetch('k', () => 7)).toBe(7);

@@ -708,8 +708,8 @@ export class SharedMap<V = unknown> implements Cache<V> {
         if (!(record.flags & FLAG_PENDING) && live) {
           return { kind: 'value', value: this.#decodeLocked(view, found.head, record.keyLength, record.valueLength) };
         }
-        const marker = markerOf(view, found.head);
-        if (record.flags & FLAG_PENDING && live && !isGone(marker)) return { kind: 'wait', ver: found.ver, marker };
+        const marker = record.flags & FLAG_PENDING && live ? markerOf(view, found.head) : undefined;
+        if (marker !== undefined && !isGone(marker)) return { kind: 'wait', ver: found.ver, marker };
       }
       const token = (lastToken = (lastToken + 1) >>> 0);
       const value = markerBytes({ ...ownOwner(), token });
