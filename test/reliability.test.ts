@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { MAX_CAPACITY, MAX_SIZE, MmapShare, SharedMap, type SharedMapOptions } from '../dist/index.mjs';
-import { defer, fresh, Peer, tempDir } from './helpers.js';
+import { defer, fixture, fresh, Peer, run, tempDir } from './helpers.js';
 
 function map<V = unknown>(options: Partial<SharedMapOptions<V>> = {}): SharedMap<V> {
   const created = SharedMap.create<V>({ capacity: '1MB', ...options });
@@ -297,6 +297,30 @@ describe('nothing stays stuck', () => {
     m.set(key, 1, { ttl: 20 });
     await sleep(40);
     expect(await m.fetch(key, () => 2)).toBe(2);
+  });
+
+  it('a fetch() waiter where every read takes the lock (off x86-64) gets the value computed', async () => {
+    const { stdout, stderr } = await run(fixture('locked-reads.mjs'));
+    expect(stderr).toBe('');
+    expect(JSON.parse(stdout)).toEqual({ first: 'computed', second: 'computed', ms: expect.any(Number) });
+  });
+
+  it('a run aborted but still computing leaves the marker of the run after it to be renewed and dropped', async () => {
+    const m = map<string>();
+    const other = SharedMap.attach(m.handle);
+    defer(() => other.close());
+    const controller = new AbortController();
+    const first = m.fetch('k', async () => (await sleep(200), 'old'), { signal: controller.signal });
+    await sleep(10);
+    controller.abort();
+    await expect(first).rejects.toMatchObject({ name: 'AbortError' });
+    m.set('k', 'set');
+    m.delete('k');
+    void m.fetch('k', () => new Promise(() => {})).catch(() => undefined);
+    await sleep(300);
+    expect(other.stats().pending).toBe(1);
+    m.close();
+    expect(other.stats().pending).toBe(0);
   });
 
   it('fetch() on a map whose values are smaller than a marker works', async () => {

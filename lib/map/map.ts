@@ -743,7 +743,8 @@ export class SharedMap<V = unknown> implements Cache<V> {
           // Without its marker, a value someone set meanwhile is newer than this computation: it stays.
         } else if (payload === undefined) remove(view, slot, undefined);
         else put(view, { key, hash: encoded.hash, flags: 0, value: payload, expires }, Date.now());
-        this.#markers.delete(name);
+        // A run aborted but still computing must not forget the marker of the run that followed it.
+        if (this.#markers.get(name) === token) this.#markers.delete(name);
       });
       return value;
     } catch (error) {
@@ -760,12 +761,16 @@ export class SharedMap<V = unknown> implements Cache<V> {
   #renew(name: string, token: number): void {
     if (this.closed || this.#markers.get(name) !== token) return;
     const view = this.#view;
-    this.#exclusive(() => {
-      const slot = this.#markerSlot(view, name, token);
-      if (slot === MISS) return;
-      setExpires(view, found.head, Date.now() + LEASE_MS);
-      step('marker.renewed');
-    });
+    try {
+      this.#exclusive(() => {
+        const slot = this.#markerSlot(view, name, token);
+        if (slot === MISS) return;
+        setExpires(view, found.head, Date.now() + LEASE_MS);
+        step('marker.renewed');
+      });
+    } catch {
+      // A timer has no caller to tell: the lease lapses, and the store after compute meets the same damage and throws.
+    }
   }
 
   // The slot of this instance's marker for `name` with `token`, or MISS; leaves the key encoded. Under the lock.
@@ -791,13 +796,18 @@ export class SharedMap<V = unknown> implements Cache<V> {
   // Whether the marker a waiter saw for `name` (version `ver`) is gone, replaced, past its lease, or its thread gone.
   #markerLapsed(name: string, ver: number, marker: Marker): boolean {
     const view = this.#open();
+    const replaced = (slot: number) => slot === MISS || found.ver !== ver || isExpired(expiresOf(view, found.head));
     encodeKey(name, view.maxKey);
     for (let attempt = 0; attempt < LOCK_FREE_TRIES; attempt++) {
       const slot = find(view, encoded.bytes, encoded.length, encoded.hash, false);
-      if (slot === MISS || (slot !== RACED && found.ver !== ver)) return true;
-      if (slot !== RACED) return isExpired(expiresOf(view, found.head)) || isGone(marker);
+      if (slot !== RACED) return replaced(slot) || isGone(marker);
     }
-    return isGone(marker);
+    // Writers kept moving slots, or this machine reads only under the lock.
+    const seen = this.#exclusive(() => {
+      encodeKey(name, view.maxKey);
+      return replaced(find(view, encoded.bytes, encoded.length, encoded.hash, true));
+    });
+    return seen || isGone(marker);
   }
 
   // The keys present now: one pass over the slots without the lock, repeated if slots moved meanwhile (an entry
