@@ -156,12 +156,8 @@ export class SharedMap<V = unknown> implements Cache<V> {
   // Where the last read found its entry.
   #slot = 0;
   #ver = 0;
-  #head = 0;
   #expires = 0;
-  #snapshots = new Map<
-    string,
-    { slot: number; ver: number; head: number; era: number; expires: number; value: Readonly<V> }
-  >();
+  #snapshots = new Map<string, { slot: number; ver: number; era: number; expires: number; value: Readonly<V> }>();
   #fetches = new Flights<V | undefined>();
   // This instance's fetch markers: key to token.
   #markers = new Map<string, number>();
@@ -226,12 +222,12 @@ export class SharedMap<V = unknown> implements Cache<V> {
   snapshot(key: string): Readonly<V> | undefined {
     const view = this.#open();
     const cached = this.#snapshots.get(key);
-    // The slot still points to the record decoded: in one era, its version names that record and no other.
+    // The slot still holds the record decoded: in one era, its version names that record and no other. ERA is read
+    // after VER (a renumbering moves ERA before any version), with a plain load, which V8 keeps after an Atomics one.
     if (
       cached !== undefined &&
-      Atomics.load(view.words, W_ERA) === cached.era &&
       Atomics.load(view.words, slotWord(view, cached.slot) + S_VER) === cached.ver &&
-      Atomics.load(view.words, slotWord(view, cached.slot) + S_HEAD) === cached.head &&
+      view.words[W_ERA] === cached.era &&
       !isExpired(cached.expires)
     ) {
       touch(view, cached.slot);
@@ -248,7 +244,6 @@ export class SharedMap<V = unknown> implements Cache<V> {
     const entry = {
       slot: this.#slot,
       ver: this.#ver,
-      head: this.#head,
       era,
       expires: this.#expires,
       value: deepFreeze(value),
@@ -527,7 +522,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   #readOnce(view: MapView, decode: boolean, use: boolean, locked: boolean): Read<V> {
     // A renumbering (once in 4 billion writes) can give the version read to another record: see ERA.
-    const era = Atomics.load(view.words, W_ERA);
+    const era = view.words[W_ERA];
     const slot = find(view, encoded.bytes, encoded.length, encoded.hash, locked);
     if (slot === MISS) return ABSENT;
     if (slot === RACED) return RACE;
@@ -566,7 +561,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       !locked &&
       (Atomics.load(words, slotWordIndex + S_VER) !== ver ||
         Atomics.load(words, slotWordIndex + S_HEAD) !== head ||
-        Atomics.load(words, W_ERA) !== era)
+        words[W_ERA] !== era)
     ) {
       return RACE;
     }
@@ -578,7 +573,6 @@ export class SharedMap<V = unknown> implements Cache<V> {
     if (use) touch(view, slot);
     this.#slot = slot;
     this.#ver = ver;
-    this.#head = head;
     this.#expires = expires;
     if (!decode) return undefined as V;
     if (payload !== undefined) {
