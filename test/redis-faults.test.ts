@@ -1,7 +1,7 @@
 // RedisMap and RedisShare against what a real redis-server does to their keys and answers: a small maxmemory that
 // evicts, FLUSHALL, a map's record deleted, a server out of memory, and answers held back past commandTimeout.
 import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises';
-import { createClient } from 'redis';
+import { createClient, RESP_TYPES } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisMap, RedisShare } from '../dist/redis/index.mjs';
 import { Peer } from './helpers.js';
@@ -56,7 +56,7 @@ async function loadLockScripts(share: RedisShare<unknown>): Promise<void> {
 }
 
 const evictions = async () => Number(/evicted_keys:(\d+)/.exec(await admin.info('stats'))![1]);
-const scriptCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+const scriptCalls = async () => Number(/cmdstat_eval:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
 
 describe('a map whose record Redis drops', () => {
   it('under allkeys-lru in 3 MB, 2 processes x 3,000 sets of 1 KB: new processes attach meanwhile, and the counts are exact', async () => {
@@ -124,15 +124,104 @@ describe('a map whose record Redis drops', () => {
 });
 
 describe('a share whose record Redis drops', () => {
-  it('is made again by the next write, with its codec: attach() finds it, and its version does not go back', async () => {
+  it('is made again by the next call, with its codec: attach() finds it, and its version does not go back', async () => {
     const share = keep(await RedisShare.create<{ n: number }>('dropped', { url, value: { n: 1 }, codec: 'msgpack' }));
     await share.set({ n: 2 });
     const version = await share.version;
     await admin.del('{dropped}');
+    expect(await share.version).toBeGreaterThan(version);
     expect(await share.update((value) => ({ n: (value?.n ?? 0) + 3 }))).toStrictEqual({ n: 3 });
     const other = keep(await RedisShare.attach<{ n: number }>('dropped', { url }));
     expect(await other.get()).toStrictEqual({ n: 3 });
     expect(await other.version).toBeGreaterThan(version);
+  });
+
+  it('attach() given the codec makes it again when Redis holds none; without it, ERR_BAD_HANDLE', async () => {
+    keep(await RedisShare.create('deleted-share', { url, value: 1, codec: 'msgpack' }));
+    await admin.del('{deleted-share}');
+    await expect(RedisShare.attach('deleted-share', { url })).rejects.toMatchObject({ code: 'ERR_BAD_HANDLE' });
+    const other = keep(await RedisShare.attach('deleted-share', { url, codec: 'msgpack' }));
+    expect(await other.get()).toBeUndefined();
+    expect(await admin.hGet('{deleted-share}', 'c')).toBe('msgpack');
+    await expect(RedisShare.attach('deleted-share', { url, codec: 'v8' })).rejects.toMatchObject({
+      code: 'ERR_CODEC_MISMATCH',
+    });
+  });
+
+  it("restored from an older snapshot, its version and the map's go on from above what each instance saw", async () => {
+    const share = keep(await RedisShare.create('snapshot', { url, value: 1 }));
+    const map = keep(await RedisMap.create<number>('snapshot-map', { url }));
+    const binary = admin.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+    const snapshots = await Promise.all(['{snapshot}', '{snapshot-map}'].map((key) => binary.dump(key)));
+    for (let n = 2; n < 10; n++) await Promise.all([share.set(n), map.set('k', n)]);
+    const [shareVersion, mapVersion] = [await share.version, await map.version];
+    await Promise.all(
+      ['{snapshot}', '{snapshot-map}'].map((key, i) => admin.restore(key, 0, snapshots[i]!, { REPLACE: true })),
+    );
+    expect(await share.version).toBeGreaterThan(shareVersion);
+    expect(await map.version).toBeGreaterThan(mapVersion);
+    // The value is the snapshot's: what was written after it is lost with it.
+    expect(await share.get()).toBe(1);
+  });
+});
+
+describe('a lock Redis loses or lets lapse', () => {
+  it('is kept under volatile-ttl while keys with a ttl are evicted around it', async () => {
+    const share = keep(await RedisShare.create('volatile', { url, value: 0 }));
+    const other = keep(await RedisShare.attach('volatile', { url }));
+    await share.lock();
+    const evicted = await evictions();
+    await configured({ maxmemory: '3mb', 'maxmemory-policy': 'volatile-ttl' }, async () => {
+      for (let i = 0; (await evictions()) - evicted < 100; i++) {
+        await admin.set(`volatile-filler:${i}`, 'x'.repeat(10_000), { EX: 3600 });
+      }
+    });
+    expect(await other.tryLock()).toBeUndefined();
+    await share.set(1);
+    await share.unlock();
+    expect(await other.get()).toBe(1);
+  });
+
+  it('lost with the record (FLUSHALL), its holder cannot write: ERR_NOT_LOCKED, not a second writer', async () => {
+    const share = keep(await RedisShare.create('fenced', { url, value: 0 }));
+    const other = keep(await RedisShare.attach('fenced', { url }));
+    await share.lock();
+    await admin.flushAll();
+    expect(await other.tryLock()).toStrictEqual({ ownerDied: false });
+    await other.set(1);
+    await expect(share.set(2)).rejects.toMatchObject({ code: 'ERR_NOT_LOCKED' });
+    await expect(share.update(() => 3)).rejects.toMatchObject({ code: 'ERR_NOT_LOCKED' });
+    await expect(share.unlock()).rejects.toMatchObject({ code: 'ERR_NOT_LOCKED' });
+    await other.unlock();
+    expect(await share.get()).toBe(1);
+  });
+
+  it("whose lease ended unrenewed (a blocked event loop) refuses its holder's next write", async () => {
+    const share = keep(await RedisShare.create('lapsed', { url, value: 0, lease: 30 }));
+    await share.lock();
+    const until = performance.now() + 100;
+    while (performance.now() < until);
+    await expect(share.set(1)).rejects.toMatchObject({ code: 'ERR_NOT_LOCKED' });
+    expect(await share.get()).toBe(0);
+  });
+});
+
+describe('map names', () => {
+  it('with glob characters see only their own entries; braces are refused', async () => {
+    const users = keep(await RedisMap.create<number>('users', { url }));
+    await users.set('a', 1);
+    for (const name of ['user?', 'user*', 'user[s]', 'u\\sers']) {
+      const map = keep(await RedisMap.create<number>(name, { url }));
+      await map.set('b', 2);
+      expect(await map.size).toBe(1);
+      await map.clear();
+    }
+    expect(await users.size).toBe(1);
+    expect(await users.get('a')).toBe(1);
+    for (const name of ['a{b', 'a}b']) {
+      await expect(RedisMap.create(name, { url })).rejects.toMatchObject({ code: 'ERR_BAD_HANDLE' });
+      await expect(RedisShare.create(name, { url })).rejects.toMatchObject({ code: 'ERR_BAD_HANDLE' });
+    }
   });
 });
 
@@ -201,5 +290,20 @@ describe('writes Redis refuses, and answers that come late or never', () => {
     expect(await other.tryLock()).toStrictEqual({ ownerDied: false });
     await other.unlock();
     expect(await locking).toBe('ERR_CLOSED');
+  });
+
+  it('close() right after lock() gives the lock back after Redis granted it, even when Redis forgot the scripts', async () => {
+    const share = await RedisShare.create('flushed-scripts', { url, value: 0 });
+    const other = keep(await RedisShare.attach('flushed-scripts', { url }));
+    // Redis knows the script that releases the lock, not the one that takes it (as after a restart).
+    await other.lock();
+    await admin.scriptFlush();
+    await other.unlock();
+    const locking = share.tryLock().catch(() => undefined);
+    await tick();
+    await share.close();
+    await locking;
+    expect(await other.tryLock()).toStrictEqual({ ownerDied: false });
+    await other.unlock();
   });
 });

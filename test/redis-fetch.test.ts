@@ -49,7 +49,7 @@ function controlled() {
   return { compute, running, finish: (value: string) => finish(value) };
 }
 
-const scriptCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+const scriptCalls = async () => Number(/cmdstat_eval:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
 
 describe('fetch() drops its claim on every way out of compute', () => {
   it.each([

@@ -78,6 +78,24 @@ describe('a server that crashes', () => {
   });
 });
 
+describe('grants given back while the server is down', () => {
+  it('a lock released by close() while Redis is down is released once it is up, not held for its lease', async () => {
+    const durable = await RedisServer.start(true);
+    try {
+      const share = await RedisShare.create('given-back', { url: durable.url, value: 0, lease: 60_000 });
+      await share.lock();
+      await durable.stop();
+      await share.close();
+      await durable.start();
+      const other = await RedisShare.attach('given-back', { url: durable.url });
+      expect(await other.lockAsync({ timeout: 5000 })).toStrictEqual({ ownerDied: false });
+      await other.close();
+    } finally {
+      await durable.remove();
+    }
+  });
+});
+
 async function eventually<R>(call: () => Promise<R>): Promise<R> {
   for (let waited = 0; ; waited += 50) {
     try {

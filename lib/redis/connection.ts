@@ -1,6 +1,5 @@
 // One connection to Redis for a RedisShare or RedisMap: every command goes through call(), which gives replies as
 // Buffers, fails fast while the connection is down instead of queueing, and turns client errors into coded ones.
-import { createHash } from 'node:crypto';
 import { createClient, type RedisClientType, RESP_TYPES } from 'redis';
 import { MmapShareError, shareError } from '../errors.js';
 
@@ -22,12 +21,16 @@ type Reply = Buffer | number | null | Reply[];
 export class Connection {
   readonly #client: RedisClientType;
   readonly #timeout: number;
-  readonly #shas = new Map<string, string>();
+  // Scripts that give back a grant, failed while the connection was down: sent again once it is up, until the grant
+  // would have lapsed by itself (`lapses`, in Date.now() ms).
+  #undo: { source: string; keys: string[]; args: (string | Buffer)[]; lapses: number }[] = [];
+  #closing = false;
   #subscriber: Promise<RedisClientType> | undefined;
 
   private constructor(client: RedisClientType, timeout: number) {
     this.#client = client;
     this.#timeout = timeout;
+    client.on('ready', () => void this.#retryUndo());
   }
 
   static async open(options: RedisOptions): Promise<Connection> {
@@ -61,20 +64,28 @@ export class Connection {
     }
   }
 
-  /** Runs a Lua script by its SHA1, loading it first if the server does not know it yet. */
-  async script(source: string, keys: string[], args: (string | Buffer)[]): Promise<Reply> {
-    let sha = this.#shas.get(source);
-    if (sha === undefined) {
-      sha = createHash('sha1').update(source).digest('hex');
-      this.#shas.set(source, sha);
-    }
-    const run = (how: string, body: string) => this.call([how, body, String(keys.length), ...keys, ...args]);
+  /**
+   * Runs a Lua script. Always EVAL, never EVALSHA then EVAL on NOSCRIPT: the resent EVAL would run after commands
+   * sent meanwhile (a give-back overtaking the grant it undoes). Redis caches the script by its SHA1 all the same.
+   */
+  script(source: string, keys: string[], args: (string | Buffer)[]): Promise<Reply> {
+    return this.call(['EVAL', source, String(keys.length), ...keys, ...args]);
+  }
+
+  /** Runs a script that gives back a grant; while Redis cannot be reached, again on reconnect until `lapses`. */
+  async undo(source: string, keys: string[], args: (string | Buffer)[], lapses: number): Promise<void> {
     try {
-      return await run('EVALSHA', sha);
-    } catch (error) {
-      if (!String((error as Error).cause ?? error).includes('NOSCRIPT')) throw error;
-      return run('EVAL', source);
+      await this.script(source, keys, args);
+    } catch {
+      if (Date.now() < lapses) this.#undo.push({ source, keys, args, lapses });
     }
+  }
+
+  async #retryUndo(): Promise<void> {
+    const pending = this.#undo.filter((undo) => Date.now() < undo.lapses);
+    this.#undo = [];
+    await Promise.all(pending.map(({ source, keys, args, lapses }) => this.undo(source, keys, args, lapses)));
+    if (this.#closing) this.#end();
   }
 
   /** Calls `listener` for every message on `channel`, on a second connection; returns what unsubscribes. */
@@ -95,9 +106,21 @@ export class Connection {
     };
   }
 
+  /** Closes the connections; one with grants still to give back stays, unreferenced, until they are or lapse. */
   async close(): Promise<void> {
     const subscriber = await this.#subscriber?.catch(() => undefined);
-    for (const client of [subscriber, this.#client]) if (client?.isOpen) client.destroy();
+    if (subscriber?.isOpen) subscriber.destroy();
+    this.#closing = true;
+    if (this.#undo.length === 0) return this.#end();
+    this.#client.unref();
+    setTimeout(() => this.#end(), Math.max(...this.#undo.map((undo) => undo.lapses)) - Date.now()).unref();
+  }
+
+  #end(): void {
+    if (this.#undo.length === 0 || Date.now() >= Math.max(...this.#undo.map((undo) => undo.lapses))) {
+      this.#undo = [];
+      if (this.#client.isOpen) this.#client.destroy();
+    }
   }
 }
 

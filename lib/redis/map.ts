@@ -51,23 +51,24 @@ export interface RedisMapAttachOptions<V> extends RedisOptions {
 const DEFAULT_MAX_KEY = 1024;
 const SCAN_COUNT = '1000';
 
-// Makes the missing fields of the record KEYS[1]; a version made again goes on from the server's clock.
+// Makes the missing fields of the record KEYS[1]; a version made again, or gone below `seen` (a restart from an older
+// snapshot), goes on from the server's clock.
 const RESTORE = `${CLOCK}
-local function restore(codec, ttl)
+local function restore(codec, ttl, seen)
   redis.call('HSETNX', KEYS[1], 'c', codec)
   redis.call('HSETNX', KEYS[1], 't', ttl)
-  if redis.call('HEXISTS', KEYS[1], 'n') == 0 then redis.call('HSET', KEYS[1], 'n', clock()) end
+  if tonumber(redis.call('HGET', KEYS[1], 'n') or '-1') < tonumber(seen) then redis.call('HSET', KEYS[1], 'n', clock()) end
 end`;
 
-// Starts every script that counts or changes something. The last 7 arguments: this instance's field, its codec's
-// name, its default ttl, and its hits, misses, sets and deletes so far. A record without the field lacks this
-// instance's counts: it is new, or made again after Redis lost it.
+// Starts every script that counts or changes something. The last 8 arguments: this instance's field, its codec's
+// name, its default ttl, the highest version it has seen, and its hits, misses, sets and deletes so far. A record
+// without the field lacks this instance's counts: it is new, or made again after Redis lost it.
 const RECORD = `${RESTORE}
-local r = #ARGV - 6
+local r = #ARGV - 7
 if redis.call('HSETNX', KEYS[1], ARGV[r], 1) == 1 then
-  restore(ARGV[r + 1], ARGV[r + 2])
-  for i, count in ipairs({'hits', 'misses', 'sets', 'deletes'}) do redis.call('HINCRBY', KEYS[1], count, ARGV[r + 2 + i]) end
+  for i, count in ipairs({'hits', 'misses', 'sets', 'deletes'}) do redis.call('HINCRBY', KEYS[1], count, ARGV[r + 3 + i]) end
 end
+restore(ARGV[r + 1], ARGV[r + 2], ARGV[r + 3])
 `;
 
 const GET = `${RECORD}
@@ -134,7 +135,7 @@ return 1`;
 
 // The record's codec and ttl; made first from ARGV[1] (codec) and ARGV[2] (ttl), when given, if Redis holds none.
 const ATTACH = `${RESTORE}
-if ARGV[1] then restore(ARGV[1], ARGV[2]) end
+if ARGV[1] then restore(ARGV[1], ARGV[2], '0') end
 return redis.call('HMGET', KEYS[1], 'c', 't')`;
 
 /** Many keys shared through Redis: the SharedMap API, every method returning a promise. */
@@ -148,6 +149,8 @@ export class RedisMap<V = unknown> implements Cache<V> {
   // This instance's field in the record, and the counts it added there: what it gives back when Redis lost them.
   readonly #field = `i:${randomBytes(8).toString('hex')}`;
   readonly #counts = { hits: 0, misses: 0, sets: 0, deletes: 0 };
+  // The highest version this instance has seen: a record below it went back, and goes on from the clock.
+  #seen = 0;
   readonly #fetches = new Flights<V | undefined>();
   // Claims this instance may hold, by token: those taken, and those asked for whose answer has not come.
   readonly #claims = new Map<string, { marker: string; renewal?: NodeJS.Timeout }>();
@@ -326,7 +329,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
 
   /** +1 on every change by any process; when Redis lost it, it goes on from a larger number, never back. */
   get version(): Promise<number> {
-    return this.#record(VERSION, [], []).then((reply) => Number(text(reply)));
+    return this.#record(VERSION, [], []).then((reply) => (this.#seen = Math.max(this.#seen, Number(text(reply)))));
   }
 
   get closed(): boolean {
@@ -371,7 +374,8 @@ export class RedisMap<V = unknown> implements Cache<V> {
   // Runs a script that starts with RECORD: the record first among its keys, what makes it again last among its args.
   #record(source: string, keys: string[], args: (string | Buffer)[]) {
     const { hits, misses, sets, deletes } = this.#counts;
-    const record = [this.#field, this.#codec.name, String(this.#ttl), ...[hits, misses, sets, deletes].map(String)];
+    const counts = [hits, misses, sets, deletes].map(String);
+    const record = [this.#field, this.#codec.name, String(this.#ttl), String(this.#seen), ...counts];
     return this.#run(source, [this.#base, ...keys], [...args, ...record]);
   }
 
@@ -457,18 +461,22 @@ export class RedisMap<V = unknown> implements Cache<V> {
     if (claim === undefined) return;
     this.#claims.delete(token);
     clearInterval(claim.renewal);
-    if (inRedis) await this.#connection.script(DROP, [claim.marker], [token]).catch(() => {});
+    if (inRedis) await this.#connection.undo(DROP, [claim.marker], [token], Date.now() + this.#lease);
   }
 
   async *#scan(): AsyncGenerator<string[]> {
+    const prefix = `${this.#base}:e:`;
+    // The name is escaped so that a glob character in it matches itself; each key is checked too, as SCAN's MATCH is
+    // only a filter.
+    const match = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
     let cursor = '0';
     do {
-      const [next, keys] = (await this.#call(['SCAN', cursor, 'MATCH', `${this.#base}:e:*`, 'COUNT', SCAN_COUNT])) as [
+      const [next, keys] = (await this.#call(['SCAN', cursor, 'MATCH', match, 'COUNT', SCAN_COUNT])) as [
         Buffer,
         Buffer[],
       ];
       cursor = next.toString();
-      yield keys.map((name) => name.toString('utf8'));
+      yield keys.map((name) => name.toString('utf8')).filter((name) => name.startsWith(prefix));
     } while (cursor !== '0');
   }
 }

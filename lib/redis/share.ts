@@ -2,14 +2,18 @@
 //
 // | key           | type   | holds                                                                      |
 // |---------------|--------|----------------------------------------------------------------------------|
-// | {K}           | hash   | c: the codec's name; n: the version (0 until the first set); v: the value |
-// | {K}:lock      | string | the lock holder's random token; expires after the lease unless renewed     |
-// | {K}:holder    | string | the holder's pid, kept from lock() to unlock(): found by the next lock()   |
-// |               |        | while {K}:lock is gone, it means the holder died holding it               |
+// | {K}           | hash   | c: the codec's name; n: the version (0 until the first set); v: the value; |
+// |               |        | l: the lock holder's random token, d: the server time in ms its lease ends |
+// |               |        | unless renewed; h: the holder's pid, kept from lock() to unlock(): found   |
+// |               |        | by the next lock() after the lease ended, it means the holder died         |
 // | {K}:changes   | channel| each new version, published by the write that made it                    |
 //
-// The braces put every key of one share in one Redis Cluster slot, so one script can touch them all. Redis may drop
-// {K} like any key (evicted, flushed): a write then makes it again with the writer's codec.
+// The braces put every key of one share in one Redis Cluster slot. The lock lives in the record, not in a key of its
+// own with a ttl, so that Redis cannot evict or expire it apart from the value: volatile-* policies never evict the
+// record (it has no ttl), and allkeys-* or FLUSHALL lose lock and value together. Every write carries the writer's
+// token, and a token that no longer holds the lock is refused (ERR_NOT_LOCKED): two writers never both write under it.
+// Redis may drop the record like any key: the next call makes it again with the caller's codec, and a version above
+// any this instance has seen.
 import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
@@ -47,36 +51,57 @@ local function clock()
   return now[1] .. string.format('%06d', now[2])
 end`;
 
-// Writes `v` as the next version, unless another token holds the lock (-1) or the version is not the expected one (-2).
-// A record without its codec (ARGV[4]) is one Redis lost: it is made again.
-const WRITE = `${CLOCK}
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return -1 end
-if ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], 'n') or '0') ~= ARGV[3] then return -2 end
-if redis.call('HSETNX', KEYS[1], 'c', ARGV[4]) == 1 then redis.call('HSET', KEYS[1], 'n', clock()) end
+// Starts every script; the last 2 arguments are the caller's codec and the highest version it has seen. A record
+// without its codec is one Redis lost, and one whose version is below what the caller saw went back (a restart from
+// an older snapshot): either is made again, going on from the clock. holder() is the lock's token, '' when it is free
+// or its lease ended.
+const RECORD = `${CLOCK}
+local seen = tonumber(ARGV[#ARGV])
+if redis.call('HEXISTS', KEYS[1], 'c') == 0 then redis.call('HSET', KEYS[1], 'c', ARGV[#ARGV - 1]) end
+if tonumber(redis.call('HGET', KEYS[1], 'n') or '-1') < seen then redis.call('HSET', KEYS[1], 'n', clock()) end
+local function now()
+  local time = redis.call('TIME')
+  return time[1] * 1000 + math.floor(time[2] / 1000)
+end
+local function holder()
+  local token = redis.call('HGET', KEYS[1], 'l')
+  if token and tonumber(redis.call('HGET', KEYS[1], 'd')) > now() then return token end
+  return ''
+end
+`;
+
+// Writes ARGV[2] as the next version, unless ARGV[1], the caller's token, no longer holds the lock (-3), another token
+// holds it (-1), or the version is not ARGV[3], the expected one (-2).
+const WRITE = `${RECORD}
+local held = holder()
+if ARGV[1] ~= '' and held ~= ARGV[1] then return -3 end
+if ARGV[1] == '' and held ~= '' then return -1 end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'n') ~= ARGV[3] then return -2 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2])
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
-redis.call('PUBLISH', KEYS[3], n)
+redis.call('PUBLISH', KEYS[2], n)
 return n`;
 
 // The value, its version and the lock's token ('' when free), in one round trip.
-const READ = `
-return {redis.call('HGET', KEYS[1], 'v') or '', redis.call('HGET', KEYS[1], 'n') or '0', redis.call('GET', KEYS[2]) or ''}`;
+const READ = `${RECORD}
+return {redis.call('HGET', KEYS[1], 'v') or '', redis.call('HGET', KEYS[1], 'n'), holder()}`;
 
 // Takes the lock for ARGV[2] ms; returns nil when held, else the pid of a holder that died holding it, or ''.
-const ACQUIRE = `
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return nil end
-local dead = redis.call('GET', KEYS[2]) or ''
-redis.call('SET', KEYS[2], ARGV[3])
+const ACQUIRE = `${RECORD}
+if holder() ~= '' then return nil end
+local dead = redis.call('HGET', KEYS[1], 'h') or ''
+redis.call('HSET', KEYS[1], 'l', ARGV[1], 'd', now() + tonumber(ARGV[2]), 'h', ARGV[3])
 return dead`;
 
-const RENEW = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
+// 0 when the lease ended or another token holds the lock.
+const RENEW = `${RECORD}
+if holder() ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'd', now() + tonumber(ARGV[2]))
+return 1`;
 
-const RELEASE = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1], KEYS[2])`;
+const RELEASE = `${RECORD}
+if holder() ~= ARGV[1] then return 0 end
+return redis.call('HDEL', KEYS[1], 'l', 'd', 'h')`;
 
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -84,14 +109,21 @@ redis.call('HSET', KEYS[1], 'c', ARGV[1], 'n', ARGV[2])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[3]) end
 return 1`;
 
+// The record's codec; made first from ARGV[1], when given, if Redis holds none.
+const ATTACH = `${CLOCK}
+if ARGV[1] and redis.call('HSETNX', KEYS[1], 'c', ARGV[1]) == 1 then redis.call('HSET', KEYS[1], 'n', clock()) end
+return redis.call('HGET', KEYS[1], 'c')`;
+
 /** One value shared through Redis: the MmapShare API, every method returning a promise. */
 export class RedisShare<T = unknown> implements Share<T> {
   readonly #connection: Connection;
   readonly #codec: Codec<T>;
-  readonly #keys: { value: string; lock: string; holder: string; changes: string };
+  readonly #keys: { value: string; changes: string };
   readonly #lease: number;
   #token: string | undefined;
   #renewal: NodeJS.Timeout | undefined;
+  // The highest version this instance has seen: Redis's record going below it went back, and goes on from the clock.
+  #seen = 0;
   // Tokens asked for and not yet answered: Redis may grant one whose answer is lost, or comes after close().
   readonly #asking = new Set<string>();
   #closed = false;
@@ -102,7 +134,7 @@ export class RedisShare<T = unknown> implements Share<T> {
     this.#codec = codec;
     this.#lease = lease;
     const base = `{${key}}`;
-    this.#keys = { value: base, lock: `${base}:lock`, holder: `${base}:holder`, changes: `${base}:changes` };
+    this.#keys = { value: base, changes: `${base}:changes` };
   }
 
   /** Creates the share under `key`; ERR_EXISTS when something is stored there already. */
@@ -113,7 +145,7 @@ export class RedisShare<T = unknown> implements Share<T> {
     const initial = 'value' in options ? encodeOwned(codec, options.value as T) : undefined;
     const connection = await Connection.open(options);
     const share = new RedisShare<T>(connection, key, codec, lease);
-    const made = await share.#run(CREATE, [share.#keys.value], [codec.name, initial ? '1' : '0', initial ?? '']);
+    const made = await connection.script(CREATE, [share.#keys.value], [codec.name, initial ? '1' : '0', initial ?? '']);
     if (made === 0) {
       await connection.close();
       throw shareError('ERR_EXISTS', `Redis already holds ${JSON.stringify(key)}`);
@@ -121,14 +153,23 @@ export class RedisShare<T = unknown> implements Share<T> {
     return share;
   }
 
-  /** Attaches to the share created under `key`, with the codec it records (or `options.codec`, which must match). */
+  /**
+   * Attaches to the share created under `key`, with the codec it records (or `options.codec`, which must match).
+   * Given `codec`, it makes the record from it when Redis holds none (evicted, flushed, lost in a restart).
+   */
   static async attach<T = unknown>(key: string, options: RedisAttachOptions<T> = {}): Promise<RedisShare<T>> {
     checkKey(key);
     const lease = checkLease(options.lease);
     const connection = await Connection.open(options);
     try {
-      const name = text(await connection.call(['HGET', `{${key}}`, 'c']));
-      if (name === undefined) throw shareError('ERR_BAD_HANDLE', `Redis holds no share under ${JSON.stringify(key)}`);
+      const restore = options.codec === undefined ? [] : [resolveCodec(options.codec).name];
+      const name = text(await connection.script(ATTACH, [`{${key}}`], restore));
+      if (name === undefined) {
+        throw shareError(
+          'ERR_BAD_HANDLE',
+          `Redis holds no share under ${JSON.stringify(key)} (given the codec it was created with, attach() makes its record again)`,
+        );
+      }
       return new RedisShare<T>(connection, key, codecFor(codecId(name), options.codec) as Codec<T>, lease);
     } catch (error) {
       await connection.close();
@@ -141,7 +182,7 @@ export class RedisShare<T = unknown> implements Share<T> {
     checkKey(key);
     const connection = await Connection.open(options);
     try {
-      await connection.call(['DEL', `{${key}}`, `{${key}}:lock`, `{${key}}:holder`]);
+      await connection.call(['DEL', `{${key}}`]);
     } finally {
       await connection.close();
     }
@@ -166,8 +207,9 @@ export class RedisShare<T = unknown> implements Share<T> {
     this.#open();
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     for (;;) {
-      const [bytes, version, holder] = (await this.#run(READ, [this.#keys.value, this.#keys.lock], [])) as Buffer[];
-      if (holder!.length > 0 && holder!.toString() !== this.#token) {
+      const [bytes, version, holder] = (await this.#run(READ, [])) as Buffer[];
+      // A holder of the lock writes at once: if it holds it no longer, the write says so.
+      if (holder!.length > 0 && this.#token === undefined) {
         await this.#waitForUnlock();
         continue;
       }
@@ -275,13 +317,13 @@ export class RedisShare<T = unknown> implements Share<T> {
     const token = this.#token;
     if (token === undefined) throw shareError('ERR_NOT_LOCKED', 'unlock() without a lock held by this instance');
     this.#dropToken();
-    const released = await this.#run(RELEASE, [this.#keys.lock, this.#keys.holder], [token]);
+    const released = await this.#run(RELEASE, [token]);
     if (released === 0) throw shareError('ERR_NOT_LOCKED', 'the lock was lost: its lease ran out before unlock()');
   }
 
-  /** 0 until the first set, then one more on every set and update. */
+  /** 0 until the first set, then one more on every set and update; when Redis lost it, it goes on from a larger number. */
   get version(): Promise<number> {
-    return this.#call(['HGET', this.#keys.value, 'n']).then((reply) => Number(text(reply) ?? 0));
+    return this.#read().then(([, version]) => version);
   }
 
   get closed(): boolean {
@@ -296,7 +338,7 @@ export class RedisShare<T = unknown> implements Share<T> {
     this.#closed = true;
     try {
       await Promise.all([...this.#asking].map((asked) => this.#giveBack(asked)));
-      if (token !== undefined) await this.#run(RELEASE, [this.#keys.lock, this.#keys.holder], [token], true);
+      if (token !== undefined) await this.#giveBack(token);
       await Promise.all([...this.#watchers].map((stop) => stop()));
     } finally {
       await this.#connection.close();
@@ -316,20 +358,22 @@ export class RedisShare<T = unknown> implements Share<T> {
     if (this.#token !== undefined) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
   }
 
-  #call(args: (string | Buffer)[]) {
+  // Runs a script that starts with RECORD: what makes the record again last among its args.
+  #run(source: string, args: (string | Buffer)[], keys = [this.#keys.value]) {
     this.#open();
-    return this.#connection.call(args);
+    return this.#connection.script(source, keys, [...args, this.#codec.name, String(this.#seen)]);
   }
 
-  #run(source: string, keys: string[], args: (string | Buffer)[], closing = false) {
-    if (!closing) this.#open();
-    return this.#connection.script(source, keys, args);
+  // A version Redis answered, which this instance has now seen.
+  #saw(version: number): number {
+    this.#seen = Math.max(this.#seen, version);
+    return version;
   }
 
   async #read(): Promise<[T | undefined, number]> {
-    const [value, version] = (await this.#call(['HMGET', this.#keys.value, 'v', 'n'])) as (Buffer | null)[];
-    const number = Number(text(version ?? null) ?? 0);
-    return [this.#decode(value ?? undefined, number), number];
+    const [value, version] = (await this.#run(READ, [])) as Buffer[];
+    const number = this.#saw(Number(version!.toString()));
+    return [this.#decode(value!.length > 0 ? value : undefined, number), number];
   }
 
   #decode(bytes: Buffer | undefined, version: number): T | undefined {
@@ -339,16 +383,17 @@ export class RedisShare<T = unknown> implements Share<T> {
   // Writes the payload, waiting while another instance holds the lock; -2 when `expected` is not the version.
   async #write(payload: Buffer, expected: string): Promise<number> {
     for (;;) {
-      const keys = [this.#keys.value, this.#keys.lock, this.#keys.changes];
-      const result = (await this.#run(WRITE, keys, [this.#token ?? '', payload, expected, this.#codec.name])) as number;
-      if (result !== -1) return result;
+      const keys = [this.#keys.value, this.#keys.changes];
+      const result = (await this.#run(WRITE, [this.#token ?? '', payload, expected], keys)) as number;
+      if (result === -3) throw shareError('ERR_NOT_LOCKED', 'the lock was lost: its lease ended, or Redis lost it');
+      if (result !== -1) return result < 0 ? result : this.#saw(result);
       await this.#waitForUnlock();
     }
   }
 
   #waitForUnlock(): Promise<true> {
     return pollUntil(
-      async () => ((await this.#call(['EXISTS', this.#keys.lock])) === 0 ? true : undefined),
+      async () => (((await this.#run(READ, [])) as Buffer[])[2]!.length === 0 ? true : undefined),
       Infinity,
       undefined,
       () => '',
@@ -360,11 +405,7 @@ export class RedisShare<T = unknown> implements Share<T> {
     this.#asking.add(token);
     let dead;
     try {
-      dead = await this.#run(
-        ACQUIRE,
-        [this.#keys.lock, this.#keys.holder],
-        [token, String(this.#lease), String(process.pid)],
-      );
+      dead = await this.#run(ACQUIRE, [token, String(this.#lease), String(process.pid)]);
     } catch (error) {
       // Redis may have given the lock to this token though its answer was lost (a command timeout): give it back
       // rather than hold it, unrenewed, until the lease runs out.
@@ -382,17 +423,24 @@ export class RedisShare<T = unknown> implements Share<T> {
       return undefined;
     }
     this.#token = token;
-    this.#renewal = setInterval(() => {
-      this.#run(RENEW, [this.#keys.lock], [token, String(this.#lease)]).catch(() => {});
+    // A renewal that finds the lease ended or another holder stops: the next write or unlock() says the lock was lost.
+    const renewal = setInterval(() => {
+      this.#run(RENEW, [token, String(this.#lease)]).then(
+        (renewed) => renewed === 0 && clearInterval(renewal),
+        () => {},
+      );
     }, this.#lease / 3);
+    this.#renewal = renewal;
     this.#renewal.unref();
     const deadPid = Number(text(dead as Buffer));
     return deadPid > 0 ? { ownerDied: true, deadPid } : { ownerDied: false };
   }
 
-  // Releases the lock if `token` holds it, even while closing; when Redis cannot be reached, the lease runs out.
-  #giveBack(token: string): Promise<unknown> {
-    return this.#run(RELEASE, [this.#keys.lock, this.#keys.holder], [token], true).catch(() => {});
+  // Releases the lock if `token` holds it, even while closing; while Redis cannot be reached, again on reconnect
+  // until the lease would have ended.
+  #giveBack(token: string): Promise<void> {
+    const args = [token, this.#codec.name, String(this.#seen)];
+    return this.#connection.undo(RELEASE, [this.#keys.value], args, Date.now() + this.#lease);
   }
 
   #dropToken(): void {
@@ -415,8 +463,12 @@ export function encodeOwned<T>(codec: Codec<T>, value: T): Buffer {
 }
 
 export function checkKey(key: unknown): asserts key is string {
-  if (typeof key !== 'string' || key === '' || /\p{Cs}/u.test(key)) {
-    throw shareError('ERR_BAD_HANDLE', `the Redis key must be a non-empty string of text, got ${describe(key)}`);
+  // A brace would end the hash tag early, putting one share's keys in different Cluster slots.
+  if (typeof key !== 'string' || key === '' || /\p{Cs}|[{}]/u.test(key)) {
+    throw shareError(
+      'ERR_BAD_HANDLE',
+      `the Redis key must be a non-empty string of text without { or }, got ${describe(key)}`,
+    );
   }
 }
 
