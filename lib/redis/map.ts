@@ -5,7 +5,8 @@
 // |---------------|--------|------------------------------------------------------------------------------|
 // | {P}           | hash   | the record: c: the codec's name; t: the default ttl in ms (0: none); n: the  |
 // |               |        | version, +1 on every change; hits, misses, sets, deletes of the whole        |
-// |               |        | cluster; i:<id>: 1 for each instance whose counts it includes                |
+// |               |        | cluster; i:<id>:hits, i:<id>:misses...: how many of them the record holds   |
+// |               |        | from each live instance                                                      |
 // | {P}:e:<key>   | string | the encoded value of <key>, with its expiry                                  |
 // | {P}:f:<key>   | string | while one process computes <key> in fetch(): its token; expires after the   |
 // |               |        | lease unless renewed, so a computing process that dies is replaced           |
@@ -14,7 +15,9 @@
 // LRU clock is too coarse for a busy key to be safe; volatile-* spare it, having no ttl), FLUSHALL or a restart
 // without persistence loses it. Every live instance knows what it held, so every script that counts or changes
 // something makes it again (RECORD): codec and ttl as the instance has them, a version above any the lost record
-// reached, and the instance's own counts so far. attach() can make it from its options alone.
+// reached, and the instance's own counts so far. A restart from an older snapshot brings back an older record: each
+// instance adds again what it counted since, and its version goes on from above any the instance saw.
+// attach() can make it from its options alone.
 import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
@@ -49,6 +52,7 @@ export interface RedisMapAttachOptions<V> extends RedisOptions {
 }
 
 const DEFAULT_MAX_KEY = 1024;
+const COUNTS = ['hits', 'misses', 'sets', 'deletes'] as const;
 const SCAN_COUNT = '1000';
 
 // Makes the missing fields of the record KEYS[1]; a version made again, or gone below `seen` (a restart from an older
@@ -60,20 +64,29 @@ local function restore(codec, ttl, seen)
   if tonumber(redis.call('HGET', KEYS[1], 'n') or '-1') < tonumber(seen) then redis.call('HSET', KEYS[1], 'n', clock()) end
 end`;
 
-// Starts every script that counts or changes something. The last 8 arguments: this instance's field, its codec's
-// name, its default ttl, the highest version it has seen, and its hits, misses, sets and deletes so far. A record
-// without the field lacks this instance's counts: it is new, or made again after Redis lost it.
+// Starts every script that counts or changes something. The last 8 arguments: this instance's field prefix, its
+// codec's name, its default ttl, the highest version it has seen, and its hits, misses, sets and deletes so far. What
+// the record holds of them less than that, Redis lost (the record evicted, or restored from an older snapshot): it is
+// added again. count() counts in the totals and in the instance's own fields together.
 const RECORD = `${RESTORE}
 local r = #ARGV - 7
-if redis.call('HSETNX', KEYS[1], ARGV[r], 1) == 1 then
-  for i, count in ipairs({'hits', 'misses', 'sets', 'deletes'}) do redis.call('HINCRBY', KEYS[1], count, ARGV[r + 3 + i]) end
+for i, name in ipairs({'hits', 'misses', 'sets', 'deletes'}) do
+  local missing = tonumber(ARGV[r + 3 + i]) - tonumber(redis.call('HGET', KEYS[1], ARGV[r] .. name) or '0')
+  if missing > 0 then
+    redis.call('HINCRBY', KEYS[1], name, missing)
+    redis.call('HINCRBY', KEYS[1], ARGV[r] .. name, missing)
+  end
 end
 restore(ARGV[r + 1], ARGV[r + 2], ARGV[r + 3])
+local function count(name)
+  redis.call('HINCRBY', KEYS[1], name, 1)
+  redis.call('HINCRBY', KEYS[1], ARGV[r] .. name, 1)
+end
 `;
 
 const GET = `${RECORD}
 local value = redis.call('GET', KEYS[2])
-redis.call('HINCRBY', KEYS[1], value and 'hits' or 'misses', 1)
+count(value and 'hits' or 'misses')
 return value`;
 
 // Sets (ARGV[1] = '1') or deletes the entry, when it still holds ARGV[2] (ARGV[3] = '1': present; '0': absent; '': any).
@@ -85,10 +98,10 @@ if ARGV[3] == '1' then
 elseif ARGV[3] == '0' and current then return 0 end
 if ARGV[1] == '1' then
   if ARGV[5] ~= '0' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) else redis.call('SET', KEYS[2], ARGV[4]) end
-  redis.call('HINCRBY', KEYS[1], 'sets', 1)
+  count('sets')
 elseif current then
   redis.call('DEL', KEYS[2])
-  redis.call('HINCRBY', KEYS[1], 'deletes', 1)
+  count('deletes')
 else
   return 2
 end
@@ -100,7 +113,7 @@ const FETCHED = `${RECORD}
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if ARGV[3] ~= '0' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[2], ARGV[2]) end
-redis.call('HINCRBY', KEYS[1], 'sets', 1)
+count('sets')
 redis.call('HINCRBY', KEYS[1], 'n', 1)
 return 1`;
 
@@ -146,8 +159,9 @@ export class RedisMap<V = unknown> implements Cache<V> {
   readonly #ttl: number;
   readonly #maxKey: number;
   readonly #lease: number;
-  // This instance's field in the record, and the counts it added there: what it gives back when Redis lost them.
-  readonly #field = `i:${randomBytes(8).toString('hex')}`;
+  // The prefix of this instance's fields in the record, and the counts it added there: what it gives back when
+  // Redis lost them.
+  readonly #field = `i:${randomBytes(8).toString('hex')}:`;
   readonly #counts = { hits: 0, misses: 0, sets: 0, deletes: 0 };
   // The highest version this instance has seen: a record below it went back, and goes on from the clock.
   #seen = 0;
@@ -346,7 +360,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
     try {
       await Promise.all([
         ...[...this.#claims.keys()].map((token) => this.#drop(token)),
-        this.#connection.call(['HDEL', this.#base, this.#field]).catch(() => {}),
+        this.#connection.call(['HDEL', this.#base, ...COUNTS.map((name) => this.#field + name)]).catch(() => {}),
       ]);
     } finally {
       await this.#connection.close();
@@ -373,8 +387,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
 
   // Runs a script that starts with RECORD: the record first among its keys, what makes it again last among its args.
   #record(source: string, keys: string[], args: (string | Buffer)[]) {
-    const { hits, misses, sets, deletes } = this.#counts;
-    const counts = [hits, misses, sets, deletes].map(String);
+    const counts = COUNTS.map((name) => String(this.#counts[name]));
     const record = [this.#field, this.#codec.name, String(this.#ttl), String(this.#seen), ...counts];
     return this.#run(source, [this.#base, ...keys], [...args, ...record]);
   }
