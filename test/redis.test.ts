@@ -94,6 +94,24 @@ describe('grants given back while the server is down', () => {
       await durable.remove();
     }
   });
+
+  it('a fetch() claim dropped while Redis is down is dropped once it is up, not held for its lease', async () => {
+    const durable = await RedisServer.start(true);
+    try {
+      const map = await RedisMap.create<string>('claim-given-back', { url: durable.url, lease: 60_000 });
+      const failing = async () => {
+        await durable.stop();
+        throw new Error('compute failed');
+      };
+      await expect(map.fetch('k', failing)).rejects.toThrow('compute failed');
+      await durable.start();
+      const other = await RedisMap.attach<string>('claim-given-back', { url: durable.url });
+      expect(await eventually(() => other.fetch('k', () => 'computed', { timeout: 5000 }))).toBe('computed');
+      await Promise.all([map.close(), other.close()]);
+    } finally {
+      await durable.remove();
+    }
+  });
 });
 
 async function eventually<R>(call: () => Promise<R>): Promise<R> {
