@@ -86,6 +86,10 @@ return n`;
 const READ = `${RECORD}
 return {redis.call('HGET', KEYS[1], 'v') or '', redis.call('HGET', KEYS[1], 'n'), holder()}`;
 
+// The version and the lock's token, without the value.
+const STATE = `${RECORD}
+return {redis.call('HGET', KEYS[1], 'n'), holder()}`;
+
 // Takes the lock for ARGV[2] ms; returns nil when held, else the pid of a holder that died holding it, or ''.
 const ACQUIRE = `${RECORD}
 if holder() ~= '' then return nil end
@@ -323,7 +327,7 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   /** 0 until the first set, then one more on every set and update; when Redis lost it, it goes on from a larger number. */
   get version(): Promise<number> {
-    return this.#read().then(([, version]) => version);
+    return this.#run(STATE, []).then((reply) => this.#saw(Number(text((reply as Buffer[])[0]!))));
   }
 
   get closed(): boolean {
@@ -358,10 +362,15 @@ export class RedisShare<T = unknown> implements Share<T> {
     if (this.#token !== undefined) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
   }
 
-  // Runs a script that starts with RECORD: what makes the record again last among its args.
+  // Runs a script that starts with RECORD.
   #run(source: string, args: (string | Buffer)[], keys = [this.#keys.value]) {
     this.#open();
-    return this.#connection.script(source, keys, [...args, this.#codec.name, String(this.#seen)]);
+    return this.#connection.script(source, keys, this.#record(args));
+  }
+
+  // A script's args, then what makes the record again.
+  #record(args: (string | Buffer)[]): (string | Buffer)[] {
+    return [...args, this.#codec.name, String(this.#seen)];
   }
 
   // A version Redis answered, which this instance has now seen.
@@ -393,7 +402,7 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   #waitForUnlock(): Promise<true> {
     return pollUntil(
-      async () => (((await this.#run(READ, [])) as Buffer[])[2]!.length === 0 ? true : undefined),
+      async () => (((await this.#run(STATE, [])) as Buffer[])[1]!.length === 0 ? true : undefined),
       Infinity,
       undefined,
       () => '',
@@ -439,8 +448,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   // Releases the lock if `token` holds it, even while closing; while Redis cannot be reached, again on reconnect
   // until the lease would have ended.
   #giveBack(token: string): Promise<void> {
-    const args = [token, this.#codec.name, String(this.#seen)];
-    return this.#connection.undo(RELEASE, [this.#keys.value], args, Date.now() + this.#lease);
+    return this.#connection.undo(RELEASE, [this.#keys.value], this.#record([token]), Date.now() + this.#lease);
   }
 
   #dropToken(): void {
