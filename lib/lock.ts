@@ -1,10 +1,9 @@
 // The writers' lock: a 64-bit word in the region naming its holder, flock for waiters to sleep on, and the proof a
 // waiter needs before it takes the lock over from a holder that died.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread } from 'node:worker_threads';
 import { step } from './crash.js';
-import { describe, errnoOf, shareError } from './errors.js';
+import { errnoOf, shareError } from './errors.js';
 import { D_DEAD, D_LOCK, W_PARKED } from './layout.js';
 import { fsExt } from './native.js';
 
@@ -108,46 +107,6 @@ export function ownerOf(word: bigint): Owner {
 // Lock-free reads rely on x86-64 keeping loads in order (see readUnlocked); elsewhere every read takes the flock.
 /** How many times a lock-free read is tried before the reader takes the lock. */
 export const LOCK_FREE_TRIES = process.arch === 'x64' ? 4 : 0;
-
-// Polls for a lock (or anything else another process must release) use growing pauses instead of a blocking call,
-// which would park the thread or a libuv pool thread.
-const FIRST_PAUSE_MS = 1;
-const LONGEST_PAUSE_MS = 16;
-
-/**
- * Polls `ready` with growing, jittered pauses until it returns something other than undefined. Rejects with
- * ERR_LOCK_TIMEOUT (the message from `explain`) once `timeout` ms have passed, and with an AbortError on `signal`.
- */
-export async function pollUntil<R>(
-  ready: () => R | undefined | Promise<R | undefined>,
-  timeout: number,
-  signal: AbortSignal | undefined,
-  explain: () => string,
-): Promise<R> {
-  signal?.throwIfAborted();
-  const deadline = performance.now() + timeout;
-  for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, LONGEST_PAUSE_MS)) {
-    const result = await ready();
-    if (result !== undefined) return result;
-    const left = deadline - performance.now();
-    if (left <= 0) throw shareError('ERR_LOCK_TIMEOUT', explain());
-    try {
-      // Jitter keeps waiting processes from retrying in step.
-      await sleep(Math.min(left, pause * (0.5 + Math.random())), undefined, { signal });
-    } catch (error) {
-      signal?.throwIfAborted();
-      throw error;
-    }
-  }
-}
-
-/** Milliseconds a caller may wait: a non-negative number, Infinity by default. */
-export function checkTimeout(timeout: unknown = Infinity): number {
-  if (typeof timeout !== 'number' || !(timeout >= 0)) {
-    throw shareError('ERR_BAD_OPTION', `timeout must be a non-negative number, got ${describe(timeout)}`);
-  }
-  return timeout;
-}
 
 /** A region as the lock sees it: its id, its own descriptor, its header as 32-bit and 64-bit words. */
 interface Lockable {

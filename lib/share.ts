@@ -4,16 +4,16 @@ import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolve
 import { describe, shareError } from './errors.js';
 import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
 import {
-  checkTimeout,
   describeHolder,
   LOCK_FREE_TRIES,
   type LockInfo,
-  pollUntil,
   releaseLock,
   takeDeadHolder,
   takeLock,
   tryTakeLock,
 } from './lock.js';
+import { checkTimeout } from './options.js';
+import { pollUntil } from './wait.js';
 import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region, unlinkRegion } from './region.js';
 import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
 

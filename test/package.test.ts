@@ -50,4 +50,16 @@ describe('package entry points', () => {
       exports: ['MmapShareError', 'RedisMap', 'RedisShare'],
     });
   });
+
+  it('loads mmap-share/redis, from CommonJS and ESM, on a host where the native addons did not build', () => {
+    const script = `
+      const cjs = require('mmap-share/redis');
+      import('mmap-share/redis').then((esm) => {
+        const addons = Object.keys(require.cache).filter((file) => /mmap-io|fs-ext/.test(file));
+        console.log(JSON.stringify({ addons, classes: typeof cjs.RedisMap + typeof esm.RedisShare }));
+      });`;
+    const broken = join(__dirname, 'fixtures', 'no-addons.cjs');
+    const out = execFileSync(process.execPath, ['-r', broken, '-e', script], { cwd: root, encoding: 'utf8' });
+    expect(JSON.parse(out)).toStrictEqual({ addons: [], classes: 'functionfunction' });
+  });
 });

@@ -5,17 +5,9 @@ import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolve
 import { describe, shareError } from '../errors.js';
 import { step } from '../crash.js';
 import { type FlightControl, Flights } from '../flight.js';
-import {
-  checkTimeout,
-  isGone,
-  LOCK_FREE_TRIES,
-  ownOwner,
-  pollUntil,
-  releaseLock,
-  takeDeadHolder,
-  takeLock,
-  deadHolder,
-} from '../lock.js';
+import { isGone, LOCK_FREE_TRIES, ownOwner, releaseLock, takeDeadHolder, takeLock, deadHolder } from '../lock.js';
+import { checkTimeout, checkTtl } from '../options.js';
+import { pollUntil } from '../wait.js';
 import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region } from '../region.js';
 import {
   attachView,
@@ -887,12 +879,6 @@ function freeRow(words: Uint32Array, at: { pid: number }): void {
 function rowIndex(row: number): { pid: number; hits: number } {
   const byte = COUNTERS_BYTES + row * COUNTER_ROW_BYTES;
   return { pid: byte >>> 2, hits: (byte + 16) >>> 3 };
-}
-
-export function checkTtl(ttl: unknown): void {
-  if (typeof ttl !== 'number' || !(ttl >= 0) || !Number.isFinite(ttl)) {
-    throw shareError('ERR_BAD_OPTION', `ttl must be a finite number of milliseconds, 0 or more, got ${describe(ttl)}`);
-  }
 }
 
 /** Bytes from a number or a string such as '64MB'. */
