@@ -5,7 +5,7 @@ import { isMainThread } from 'node:worker_threads';
 import { step } from './crash.js';
 import { errnoOf, shareError } from './errors.js';
 import { D_DEAD, D_LOCK, W_PARKED } from './layout.js';
-import { fsExt } from './native.js';
+import { flock } from './native.js';
 
 /** What `lock()` learned about the previous holder. */
 export type LockInfo =
@@ -160,14 +160,14 @@ function held(region: Lockable, own: boolean): void {
   // Only a main thread parks waiters: a worker's descriptor, and so its flock, can outlive it (trackUnmanagedFds).
   if (own && isMainThread) {
     // Waiters take the shared flock only once PARKED is set, and drop it at once: this wait is short.
-    fsExt.flockSync(region.fd, 'ex');
+    flock(region.fd, 'ex');
     Atomics.store(region.words, W_PARKED, 1);
   }
 }
 
 /** Releases the writers' lock. */
 export function releaseLock(region: Lockable): void {
-  if (Atomics.exchange(region.words, W_PARKED, 0) !== 0) fsExt.flockSync(region.fd, 'un');
+  if (Atomics.exchange(region.words, W_PARKED, 0) !== 0) flock(region.fd, 'un');
   step('lock.releasing');
   Atomics.store(region.wide, D_LOCK, 0n);
 }
@@ -204,8 +204,8 @@ function takeWordLock(region: Lockable, mine: bigint): void {
     }
     if (now - since >= SPIN_MS) {
       if (Atomics.load(words, W_PARKED) !== 0) {
-        fsExt.flockSync(fd, 'sh');
-        fsExt.flockSync(fd, 'un');
+        flock(fd, 'sh');
+        flock(fd, 'un');
         // The flock came free with the lock still held and PARKED still set: the holder may have died with it.
         if (Atomics.load(wide, D_LOCK) === seen && Atomics.load(words, W_PARKED) !== 0) checked = -Infinity;
       }

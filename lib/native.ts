@@ -1,4 +1,5 @@
-// The only module that loads native addons, so a broken native build surfaces as one clear error.
+// The only module that loads native addons, so a broken native build surfaces as one clear error. They load when the
+// first region is made or attached: a process that only imports the package, or only its Redis entry, loads neither.
 import { getSystemErrorName } from 'node:util';
 import { shareError } from './errors.js';
 
@@ -17,8 +18,17 @@ function load<T>(name: string): T {
   }
 }
 
-const mmapIo: MmapIo = load<MmapIo>('@riaskov/mmap-io');
-export const fsExt: FsExt = load<FsExt>('fs-ext-extra-prebuilt');
+let addons: { readonly mmapIo: MmapIo; readonly fsExt: FsExt } | undefined;
+
+/** Loads both addons, once; ERR_NATIVE_ADDON when one cannot be. Called before a region is made or attached. */
+export function loadAddons(): void {
+  addons ??= { mmapIo: load<MmapIo>('@riaskov/mmap-io'), fsExt: load<FsExt>('fs-ext-extra-prebuilt') };
+}
+
+/** flock(2) on `fd`; a region exists, so the addons are loaded. */
+export function flock(fd: number, how: 'ex' | 'sh' | 'un'): void {
+  addons!.fsExt.flockSync(fd, how);
+}
 
 /** The most bytes one mapping can take: the addon reads the length as a C int. */
 export const MAX_REGION_BYTES = 2 ** 31 - 1;
@@ -26,6 +36,7 @@ export const MAX_REGION_BYTES = 2 ** 31 - 1;
 /** Maps `bytes` of `fd` shared, read and write. A failure is a system error with its errno code, as fs's are. */
 export function mapShared(fd: number, bytes: number): Buffer {
   try {
+    const { mmapIo } = addons!;
     return mmapIo.map(bytes, (mmapIo.PROT_READ | mmapIo.PROT_WRITE) as 3, mmapIo.MAP_SHARED, fd);
   } catch (error) {
     // The addon reports only the errno number, in its message.

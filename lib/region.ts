@@ -20,7 +20,7 @@ import {
   W_TIME_NS,
 } from './layout.js';
 import { namespaceOf } from './lock.js';
-import { mapShared, MAX_REGION_BYTES } from './native.js';
+import { loadAddons, mapShared, MAX_REGION_BYTES } from './native.js';
 
 /** An open region: its own descriptor (so its own flock) and its mapping. */
 export interface Region extends Mapping {
@@ -53,6 +53,7 @@ export function createRegion(
   init?: (bytes: Buffer) => void,
 ): Region {
   const absolute = path === undefined ? undefined : resolve(path);
+  loadAddons();
   const bytes = regionBytes(kind, size);
   // Refused before a file is made or a page written: the kinds' own limits keep within this one.
   if (bytes > MAX_REGION_BYTES) {
@@ -98,6 +99,7 @@ export function envKey(name: string): string {
 
 /** Attaches to a region by name, handle or path, through a descriptor of its own. */
 export function attachRegion(refOrName: string): Region {
+  loadAddons();
   const ref = isName(refOrName) ? process.env[envKey(refOrName)] : refOrName;
   if (ref === undefined) {
     throw shareError('ERR_BAD_HANDLE', `no region named ${refOrName}: ${envKey(refOrName)} is not in the environment`);

@@ -164,8 +164,8 @@ describe('error codes', () => {
     },
   );
 
-  it('ERR_NATIVE_ADDON when an addon fails to load, with the loader error as cause', () => {
-    const script = `try { require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))}) } catch (e) { console.log(JSON.stringify([e.code, e.cause.message, e.message])) }`;
+  it('ERR_NATIVE_ADDON at the first create() when an addon fails to load, with the loader error as cause', () => {
+    const script = `const { MmapShare } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))}); try { MmapShare.create(64) } catch (e) { console.log(JSON.stringify([e.code, e.cause.message, e.message])) }`;
     const out = execFileSync(process.execPath, ['-r', fixture('break-addon.cjs'), '-e', script], { encoding: 'utf8' });
     const [code, cause, message] = JSON.parse(out) as string[];
     expect(code).toBe('ERR_NATIVE_ADDON');

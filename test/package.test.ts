@@ -51,6 +51,19 @@ describe('package entry points', () => {
     });
   });
 
+  it('loads the native addons only when the first region is made', () => {
+    const script = `
+      const addons = () => Object.keys(require.cache).filter((file) => /mmap-io|fs-ext/.test(file)).length > 0;
+      const { MmapShare } = require('mmap-share');
+      import('mmap-share').then(() => {
+        const before = addons();
+        MmapShare.create(64).close();
+        console.log(JSON.stringify({ before, after: addons() }));
+      });`;
+    const out = execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+    expect(JSON.parse(out)).toStrictEqual({ before: false, after: true });
+  });
+
   it('loads mmap-share/redis, from CommonJS and ESM, on a host where the native addons did not build', () => {
     const script = `
       const cjs = require('mmap-share/redis');
