@@ -22,7 +22,8 @@ export type ErrorCode =
 const rangeCodes: ReadonlySet<ErrorCode> = new Set(['ERR_BAD_SIZE', 'ERR_VALUE_TOO_LARGE']);
 const typeCodes: ReadonlySet<ErrorCode> = new Set(['ERR_BAD_OPTION', 'ERR_NOT_SERIALIZABLE', 'ERR_BAD_KEY']);
 
-const brand = Symbol('mmap-share.error');
+// In the global registry, so that an error from a second installed copy of the package is one of these too.
+const brand = Symbol.for('mmap-share.error');
 
 /**
  * Every error mmap-share throws. `instanceof MmapShareError` holds for all of them; those about a bad number are

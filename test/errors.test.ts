@@ -1,6 +1,7 @@
 // Every error code, from one table: each is thrown with its code and class, and leaves the stored value intact.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, openSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type ErrorCode, MAX_SIZE, MmapShare, MmapShareError } from '../dist/index.mjs';
@@ -163,6 +164,16 @@ describe('error codes', () => {
       expect(inMountNamespace('no-space.sh')).toStrictEqual({ code: 'ERR_NO_SPACE', freedAgain: true, small: 'fits' });
     },
   );
+
+  it('is an MmapShareError to a second installed copy of the package too', () => {
+    const copy = tempDir();
+    cpSync(join(__dirname, '..', 'dist'), join(copy, 'dist'), { recursive: true });
+    symlinkSync(join(__dirname, '..', 'node_modules'), join(copy, 'node_modules'));
+    const other = createRequire(__filename)(join(copy, 'dist', 'index.js')) as typeof import('../dist/index.js');
+    expect(other.MmapShareError).not.toBe(MmapShareError);
+    expect(() => other.MmapShare.create(0)).toThrow(MmapShareError);
+    expect(() => MmapShare.create(0)).toThrow(other.MmapShareError);
+  });
 
   it('ERR_NATIVE_ADDON at the first create() when an addon fails to load, with the loader error as cause', () => {
     const script = `const { MmapShare } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))}); try { MmapShare.create(64) } catch (e) { console.log(JSON.stringify([e.code, e.cause.message, e.message])) }`;
