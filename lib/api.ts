@@ -1,12 +1,53 @@
 // What code may rely on from either backend, shared memory (MmapShare, SharedMap) or Redis (RedisShare, RedisMap):
-// each member returns a value or a promise of one, so code that awaits every call runs unchanged on both.
-import type { LockInfo } from './lock.js';
-import type { FetchOptions, SetOptions } from './map/map.js';
-import type { LockAsyncOptions } from './share.js';
-import type { ChangesOptions, WatchOptions } from './watch.js';
+// each member returns a value or a promise of one, so code that awaits every call runs unchanged on both. The
+// options and results of those members live here too, so this module imports nothing and every backend imports it.
 
 /** A value, or a promise of it: `await` takes both. */
 export type Awaitable<T> = T | Promise<T>;
+
+/** What `lock()` learned about the previous holder. */
+export type LockInfo =
+  | { readonly ownerDied: false }
+  /** The previous holder died inside its critical section: repair what it may have left half done. */
+  | { readonly ownerDied: true; readonly deadPid: number };
+
+export interface LockAsyncOptions {
+  /** Milliseconds to wait before failing with ERR_LOCK_TIMEOUT. Default: wait for ever. */
+  timeout?: number;
+  /** Cancels the wait; the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export interface WatchOptions {
+  /** Milliseconds between polls of the version word. Default: 10. */
+  interval?: number;
+}
+
+export interface ChangesOptions extends WatchOptions {
+  /** Ends the iteration: the pending `next()` rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export interface SetOptions {
+  /** Milliseconds this entry lives; 0 for ever. Default: the map's ttl. */
+  ttl?: number;
+}
+
+export interface FetchOptions extends SetOptions {
+  /**
+   * Milliseconds this call waits for a computation it did not run (another process's, or another call's on this
+   * instance) before ERR_LOCK_TIMEOUT. Default: for ever.
+   */
+  timeout?: number;
+  /**
+   * Cancels this call (AbortError). `compute` gets a signal that aborts once every call waiting for it has been
+   * cancelled.
+   */
+  signal?: AbortSignal;
+}
+
+/** How `fetch()` computes a missing value of `key`; `signal` aborts once every call waiting for it gave up. */
+export type Compute<V> = (key: string, options: { signal?: AbortSignal }) => V | Promise<V>;
 
 /** One shared value: MmapShare and RedisShare. */
 export interface Share<T> {
@@ -41,11 +82,7 @@ export interface Cache<V> {
   set(key: string, value: V, options?: SetOptions): Awaitable<this>;
   delete(key: string): Awaitable<boolean>;
   update(key: string, fn: (current: V | undefined) => V | undefined, options?: SetOptions): Awaitable<V | undefined>;
-  fetch(
-    key: string,
-    compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
-    options?: FetchOptions,
-  ): Promise<V | undefined>;
+  fetch(key: string, compute: Compute<V>, options?: FetchOptions): Promise<V | undefined>;
   clear(): Awaitable<void>;
   keys(): Iterable<string> | AsyncIterable<string>;
   stats(): Awaitable<CacheStats>;

@@ -8,6 +8,7 @@ export type {
   ChangesOptions,
   Codec,
   CodecOption,
+  Compute,
   CreateOptions,
   ErrorCode,
   EvictionPolicy,

@@ -1,21 +1,13 @@
 // MmapShare: one structured value shared by processes and threads, behind flock.
-import type { Share } from './api.js';
+import type { ChangesOptions, LockAsyncOptions, LockInfo, Share, WatchOptions } from './api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from './codec.js';
 import { describe, shareError } from './errors.js';
 import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
-import {
-  describeHolder,
-  LOCK_FREE_TRIES,
-  type LockInfo,
-  releaseLock,
-  takeDeadHolder,
-  takeLock,
-  tryTakeLock,
-} from './lock.js';
+import { describeHolder, LOCK_FREE_TRIES, releaseLock, takeDeadHolder, takeLock, tryTakeLock } from './lock.js';
 import { checkTimeout } from './options.js';
 import { pollUntil } from './wait.js';
 import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region, unlinkRegion } from './region.js';
-import { changes, type ChangesOptions, checkInterval, watch, type WatchOptions } from './watch.js';
+import { changes, checkInterval, watch } from './watch.js';
 
 export interface CreateOptions<T> {
   /** Exports the handle as `MMAP_SHARE_<name>` in `process.env`, so forked children can `attach(name)`. */
@@ -31,13 +23,6 @@ export interface CreateOptions<T> {
 export interface AttachOptions<T> {
   /** Needed only for a region written by a codec of your own; built-in codecs are found from the region. */
   codec?: CodecOption<T>;
-}
-
-export interface LockAsyncOptions {
-  /** Milliseconds to wait before failing with ERR_LOCK_TIMEOUT. Default: wait for ever. */
-  timeout?: number;
-  /** Cancels the wait; the promise rejects with an AbortError. */
-  signal?: AbortSignal;
 }
 
 // Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.

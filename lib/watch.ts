@@ -1,17 +1,8 @@
 // Change notification by polling the commit word, as Test2's IPC driver polls its shared counter: while nothing
 // changes, a poll is one 32-bit load, with no system call and no decoding.
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { WatchOptions } from './api.js';
 import { shareError } from './errors.js';
-
-export interface WatchOptions {
-  /** Milliseconds between polls of the version word. Default: 10. */
-  interval?: number;
-}
-
-export interface ChangesOptions extends WatchOptions {
-  /** Ends the iteration: the pending `next()` rejects with an AbortError. */
-  signal?: AbortSignal;
-}
 
 /** What watching needs of a share. */
 interface Watched<T> {

@@ -1,6 +1,6 @@
 // SharedMap: many keys in one region, each read without a lock and written on its own, with LRU eviction, TTL and a
 // fetch() that computes a missing value once for the whole cluster.
-import type { Cache } from '../api.js';
+import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { step } from '../crash.js';
@@ -77,37 +77,14 @@ export interface SharedMapOptions<V> {
   codec?: CodecOption<V>;
 }
 
-export interface SetOptions {
-  /** Milliseconds this entry lives; 0 for ever. Default: the map's ttl. */
-  ttl?: number;
-}
-
-export interface FetchOptions extends SetOptions {
-  /**
-   * Milliseconds this call waits for a computation it did not run (another process's, or another call's on this
-   * instance) before ERR_LOCK_TIMEOUT. Default: for ever.
-   */
-  timeout?: number;
-  /**
-   * Cancels this call (AbortError). `compute` gets a signal that aborts once every call waiting for it has been
-   * cancelled.
-   */
-  signal?: AbortSignal;
-}
-
 /** Counts for the whole cluster: every process's hits and misses, and what writers did. */
-export interface MapStats {
-  entries: number;
+export interface MapStats extends CacheStats {
   /** fetch() computations under way. */
   pending: number;
   maxEntries: number;
   /** Bytes of entries' chunks in use, and room for them in all. */
   bytes: number;
   capacity: number;
-  hits: number;
-  misses: number;
-  sets: number;
-  deletes: number;
   evictions: number;
   expirations: number;
   /** Times a writer's death holding the lock was repaired. */
@@ -325,11 +302,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
    * wait for its result, polling without blocking their event loop. If the computing thread dies, or its compute
    * throws (which its own caller alone sees), a waiting process computes instead.
    */
-  async fetch(
-    key: string,
-    compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
-    options: FetchOptions = {},
-  ): Promise<V | undefined> {
+  async fetch(key: string, compute: Compute<V>, options: FetchOptions = {}): Promise<V | undefined> {
     this.#open();
     if (typeof compute !== 'function') {
       throw shareError('ERR_BAD_OPTION', `compute must be a function, got ${describe(compute)}`);
@@ -656,7 +629,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   async #fetchShared(
     name: string,
-    compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
+    compute: Compute<V>,
     ttl: number | undefined,
     control: FlightControl,
   ): Promise<V | undefined> {
@@ -711,7 +684,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
   async #compute(
     name: string,
     token: number,
-    compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
+    compute: Compute<V>,
     ttl: number | undefined,
     signal: AbortSignal,
   ): Promise<V | undefined> {

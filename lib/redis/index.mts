@@ -4,6 +4,7 @@ export type {
   Awaitable,
   Cache,
   CacheStats,
+  Compute,
   ErrorCode,
   RedisAttachOptions,
   RedisMapAttachOptions,

@@ -2,5 +2,5 @@
 export { RedisShare, type RedisAttachOptions, type RedisShareOptions } from './share.js';
 export { RedisMap, type RedisMapAttachOptions, type RedisMapOptions } from './map.js';
 export type { RedisOptions } from './connection.js';
-export type { Awaitable, Cache, CacheStats, Share } from '../api.js';
+export type { Awaitable, Cache, CacheStats, Compute, Share } from '../api.js';
 export { MmapShareError, type ErrorCode } from '../errors.js';

@@ -22,11 +22,10 @@ import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { type FlightControl, Flights } from '../flight.js';
-import type { FetchOptions, SetOptions } from '../map/map.js';
 import { checkTimeout, checkTtl } from '../options.js';
 import { pollUntil } from '../wait.js';
 import { encodeKey } from '../map/table.js';
-import type { Cache, CacheStats } from '../api.js';
+import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../api.js';
 import { Connection, type RedisOptions, text } from './connection.js';
 import { checkKey, checkLease, CLOCK, decodeStored, encodeOwned } from './share.js';
 
@@ -294,11 +293,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
    * a waiting process computes instead. Each call waits under its own `timeout` and `signal`; compute's signal aborts
    * once every call waiting for it gave up.
    */
-  async fetch(
-    key: string,
-    compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
-    options: FetchOptions = {},
-  ): Promise<V | undefined> {
+  async fetch(key: string, compute: Compute<V>, options: FetchOptions = {}): Promise<V | undefined> {
     if (typeof compute !== 'function') {
       throw shareError('ERR_BAD_OPTION', `compute must be a function, got ${describe(compute)}`);
     }
@@ -418,12 +413,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
     return Math.round(ttl ?? this.#ttl);
   }
 
-  async #fetchShared(
-    key: string,
-    compute: (key: string, options: { signal?: AbortSignal }) => V | Promise<V>,
-    ttl: number,
-    control: FlightControl,
-  ): Promise<V | undefined> {
+  async #fetchShared(key: string, compute: Compute<V>, ttl: number, control: FlightControl): Promise<V | undefined> {
     const entry = this.#entry(key);
     const marker = `${this.#base}:f:${key}`;
     const token = randomBytes(12).toString('hex');

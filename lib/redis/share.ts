@@ -17,12 +17,9 @@
 import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
-import type { LockInfo } from '../lock.js';
 import { checkTimeout } from '../options.js';
 import { pollUntil } from '../wait.js';
-import type { LockAsyncOptions } from '../share.js';
-import type { ChangesOptions } from '../watch.js';
-import type { Share } from '../api.js';
+import type { ChangesOptions, LockAsyncOptions, LockInfo, Share } from '../api.js';
 import { Connection, type RedisOptions, text } from './connection.js';
 
 export interface RedisShareOptions<T> extends RedisOptions {
