@@ -2,16 +2,11 @@
 // waiter needs before it takes the lock over from a holder that died.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
+import type { LockInfo } from './api.js';
 import { step } from './crash.js';
 import { errnoOf, shareError } from './errors.js';
 import { D_DEAD, D_LOCK, W_PARKED } from './layout.js';
 import { flock } from './native.js';
-
-/** What `lock()` learned about the previous holder. */
-export type LockInfo =
-  | { readonly ownerDied: false }
-  /** The previous holder died inside its critical section: repair what it may have left half done. */
-  | { readonly ownerDied: true; readonly deadPid: number };
 
 /**
  * A thread as lock words, fetch markers and counter rows record it: its thread id (the pid, for a main thread) and

@@ -1,5 +1,6 @@
 // The only module that loads native addons, so a broken native build surfaces as one clear error. They load when the
 // first region is made or attached: a process that only imports the package, or only its Redis entry, loads neither.
+import { dirname, join } from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { shareError } from './errors.js';
 
@@ -18,11 +19,27 @@ function load<T>(name: string): T {
   }
 }
 
+// The mapping addon's own loader pulls in node-pre-gyp (npmlog, semver, ...) only to find its binary, about 80 ms of
+// every process's start; the binary is loaded from where its build puts it, and that loader is only the fallback. Its
+// JavaScript adds nothing that is used here.
+function loadMmapIo(): MmapIo {
+  const root = dirname(require.resolve('@riaskov/mmap-io/package.json'));
+  const abi = `node-v${process.versions.modules}-${process.platform}-${process.arch}`;
+  for (const binary of [`build/binding/Release/${abi}/mmap_io.node`, 'build/Release/mmap_io.node']) {
+    try {
+      return require(join(root, binary)) as MmapIo;
+    } catch {
+      // Not built there: the next place, then the loader, which explains a failure.
+    }
+  }
+  return load<MmapIo>('@riaskov/mmap-io');
+}
+
 let addons: { readonly mmapIo: MmapIo; readonly fsExt: FsExt } | undefined;
 
 /** Loads both addons, once; ERR_NATIVE_ADDON when one cannot be. Called before a region is made or attached. */
 export function loadAddons(): void {
-  addons ??= { mmapIo: load<MmapIo>('@riaskov/mmap-io'), fsExt: load<FsExt>('fs-ext-extra-prebuilt') };
+  addons ??= { mmapIo: loadMmapIo(), fsExt: load<FsExt>('fs-ext-extra-prebuilt') };
 }
 
 /** flock(2) on `fd`; a region exists, so the addons are loaded. */
