@@ -16,7 +16,7 @@ export interface RedisOptions {
 const DEFAULT_TIMEOUT_MS = 5000;
 const LONGEST_RECONNECT_MS = 1000;
 
-type Reply = Buffer | number | null | Reply[];
+export type Reply = Buffer | number | null | Reply[];
 
 export class Connection {
   readonly #client: RedisClientType;

@@ -20,14 +20,16 @@
 // attach() can make it from its options alone.
 import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
-import { describe, shareError } from '../errors.js';
+import { shareError } from '../errors.js';
 import { type FlightControl, Flights } from '../flight.js';
 import { checkTimeout, checkTtl } from '../options.js';
 import { pollUntil } from '../wait.js';
 import { encodeKey } from '../map/table.js';
 import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../api.js';
-import { Connection, type RedisOptions, text } from './connection.js';
-import { checkKey, checkLease, CLOCK, decodeStored, encodeOwned } from './share.js';
+import { checkFunction, checkKey, checkLease, checkMaxKeySize, decodeStored, encodeOwned } from './checks.js';
+import { type Connection, type RedisOptions, text } from './connection.js';
+import { CLOCK, Handle } from './handle.js';
+import type { Lease } from './lease.js';
 
 export interface RedisMapOptions<V> extends RedisOptions {
   /** Milliseconds an entry lives when set() names no ttl; 0 for ever. Default: 0. */
@@ -51,7 +53,6 @@ export interface RedisMapAttachOptions<V> extends RedisOptions {
   lease?: number;
 }
 
-const DEFAULT_MAX_KEY = 1024;
 const COUNTS = ['hits', 'misses', 'sets', 'deletes'] as const;
 const SCAN_COUNT = '1000';
 
@@ -153,12 +154,11 @@ return redis.call('HMGET', KEYS[1], 'c', 't')`;
 
 /** Many keys shared through Redis: the SharedMap API, every method returning a promise. */
 export class RedisMap<V = unknown> implements Cache<V> {
-  readonly #connection: Connection;
+  readonly #handle: Handle;
   readonly #codec: Codec<V>;
   readonly #base: string;
   readonly #ttl: number;
   readonly #maxKey: number;
-  readonly #lease: number;
   // The prefix of this instance's fields in the record, and the counts it added there: what it gives back when
   // Redis lost them.
   readonly #field = `i:${randomBytes(8).toString('hex')}:`;
@@ -166,9 +166,6 @@ export class RedisMap<V = unknown> implements Cache<V> {
   // The highest version this instance has seen: a record below it went back, and goes on from the clock.
   #seen = 0;
   readonly #fetches = new Flights<V | undefined>();
-  // Claims this instance may hold, by token: those taken, and those asked for whose answer has not come.
-  readonly #claims = new Map<string, { marker: string; renewal?: NodeJS.Timeout }>();
-  #closed = false;
 
   private constructor(
     connection: Connection,
@@ -178,12 +175,11 @@ export class RedisMap<V = unknown> implements Cache<V> {
     maxKey: number,
     lease: number,
   ) {
-    this.#connection = connection;
+    this.#handle = new Handle(connection, 'RedisMap', lease);
     this.#base = `{${name}}`;
     this.#codec = codec;
     this.#ttl = ttl;
     this.#maxKey = maxKey;
-    this.#lease = lease;
   }
 
   /** Creates the map named `name`; ERR_EXISTS when Redis holds one under that name already. */
@@ -192,14 +188,13 @@ export class RedisMap<V = unknown> implements Cache<V> {
     const codec = resolveCodec(options.codec) as Codec<V>;
     const ttl = options.ttl ?? 0;
     checkTtl(ttl);
-    const [maxKey, lease] = checkLimits(options);
-    const connection = await Connection.open(options);
-    const made = await connection.script(CREATE, [`{${name}}`], [codec.name, String(Math.round(ttl))]);
-    if (made === 0) {
-      await connection.close();
-      throw shareError('ERR_EXISTS', `Redis already holds a map named ${JSON.stringify(name)}`);
-    }
-    return new RedisMap<V>(connection, name, codec, Math.round(ttl), maxKey, lease);
+    const maxKey = checkMaxKeySize(options.maxKeySize);
+    const lease = checkLease(options.lease);
+    return Handle.make(options, async (connection) => {
+      const made = await connection.script(CREATE, [`{${name}}`], [codec.name, String(Math.round(ttl))]);
+      if (made === 0) throw shareError('ERR_EXISTS', `Redis already holds a map named ${JSON.stringify(name)}`);
+      return new RedisMap<V>(connection, name, codec, Math.round(ttl), maxKey, lease);
+    });
   }
 
   /**
@@ -208,14 +203,14 @@ export class RedisMap<V = unknown> implements Cache<V> {
    */
   static async attach<V = unknown>(name: string, options: RedisMapAttachOptions<V> = {}): Promise<RedisMap<V>> {
     checkKey(name);
-    const [maxKey, lease] = checkLimits(options);
+    const maxKey = checkMaxKeySize(options.maxKeySize);
+    const lease = checkLease(options.lease);
     if (options.ttl !== undefined) checkTtl(options.ttl);
     const restore =
       options.codec === undefined || options.ttl === undefined
         ? []
         : [resolveCodec(options.codec).name, String(Math.round(options.ttl))];
-    const connection = await Connection.open(options);
-    try {
+    return Handle.make(options, async (connection) => {
       const [codecName, recorded] = (await connection.script(ATTACH, [`{${name}}`], restore)) as (Buffer | null)[];
       if (codecName === null) {
         throw shareError(
@@ -229,10 +224,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
         throw shareError('ERR_BAD_OPTION', `ttl ${options.ttl} is not the map's default ttl, ${ttl}`);
       }
       return new RedisMap<V>(connection, name, codec, ttl, maxKey, lease);
-    } catch (error) {
-      await connection.close();
-      throw error;
-    }
+    });
   }
 
   /** The value of `key`, counted as a hit or a miss; undefined when absent or expired. One round trip. */
@@ -276,7 +268,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
     fn: (current: V | undefined) => V | undefined,
     options: SetOptions = {},
   ): Promise<V | undefined> {
-    if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
+    checkFunction('fn', fn);
     const ttl = this.#expiry(options.ttl);
     const entry = this.#entry(key);
     for (;;) {
@@ -294,9 +286,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
    * once every call waiting for it gave up.
    */
   async fetch(key: string, compute: Compute<V>, options: FetchOptions = {}): Promise<V | undefined> {
-    if (typeof compute !== 'function') {
-      throw shareError('ERR_BAD_OPTION', `compute must be a function, got ${describe(compute)}`);
-    }
+    checkFunction('compute', compute);
     const timeout = checkTimeout(options.timeout);
     const ttl = this.#expiry(options.ttl);
     const hit = await this.get(key);
@@ -343,53 +333,35 @@ export class RedisMap<V = unknown> implements Cache<V> {
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.#handle.closed;
   }
 
   /**
    * Closes the connection. A computation this instance runs for fetch() still ends, but its claim is dropped now, so
    * another process computes the value in its place.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      await Promise.all([
-        ...[...this.#claims.keys()].map((token) => this.#drop(token)),
-        this.#connection.call(['HDEL', this.#base, ...COUNTS.map((name) => this.#field + name)]).catch(() => {}),
-      ]);
-    } finally {
-      await this.#connection.close();
-    }
+  close(): Promise<void> {
+    const fields = COUNTS.map((name) => this.#field + name);
+    return this.#handle.close(() => this.#handle.connection.call(['HDEL', this.#base, ...fields]).catch(() => {}));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
 
-  #open(): void {
-    if (this.#closed) throw shareError('ERR_CLOSED', 'this RedisMap is closed');
-  }
-
   #call(args: (string | Buffer)[]) {
-    this.#open();
-    return this.#connection.call(args);
-  }
-
-  #run(source: string, keys: string[], args: (string | Buffer)[]) {
-    this.#open();
-    return this.#connection.script(source, keys, args);
+    return this.#handle.call(args);
   }
 
   // Runs a script that starts with RECORD: the record first among its keys, what makes it again last among its args.
   #record(source: string, keys: string[], args: (string | Buffer)[]) {
     const counts = COUNTS.map((name) => String(this.#counts[name]));
     const record = [this.#field, this.#codec.name, String(this.#ttl), String(this.#seen), ...counts];
-    return this.#run(source, [this.#base, ...keys], [...args, ...record]);
+    return this.#handle.script(source, [this.#base, ...keys], [...args, ...record]);
   }
 
   #entry(key: string): string {
-    this.#open();
+    this.#handle.open();
     encodeKey(key, this.#maxKey);
     return `${this.#base}:e:${key}`;
   }
@@ -416,18 +388,17 @@ export class RedisMap<V = unknown> implements Cache<V> {
   async #fetchShared(key: string, compute: Compute<V>, ttl: number, control: FlightControl): Promise<V | undefined> {
     const entry = this.#entry(key);
     const marker = `${this.#base}:f:${key}`;
-    const token = randomBytes(12).toString('hex');
-    const claim: { marker: string; renewal?: NodeJS.Timeout } = { marker };
-    let fetched = false;
+    const { leases } = this.#handle;
+    let lease: Lease | undefined;
     try {
       // A value, once set; else this instance's claim once it can take one (none held, or the holder's lapsed).
       const outcome = await pollUntil(
         async () => {
-          // Registered before it is asked for: Redis may grant a claim whose answer is lost, or comes after close().
-          this.#claims.set(token, claim);
-          const reply = await this.#run(CLAIM, [entry, marker], [token, String(this.#lease)]);
-          if (reply === 1) return { claimed: true as const };
-          this.#claims.delete(token);
+          // Live before it is asked for: Redis may grant a claim whose answer is lost, or comes after close().
+          lease = leases.ask({ keys: [marker], renew: RENEW, release: DROP });
+          const reply = await this.#handle.script(CLAIM, [entry, marker], [lease.token, String(leases.ms)]);
+          if (reply === 1) return { claim: lease };
+          lease.forget();
           if (Buffer.isBuffer(reply)) return { value: this.#decode(reply) };
           control.waitingFor('another process to compute it');
           return undefined;
@@ -438,34 +409,25 @@ export class RedisMap<V = unknown> implements Cache<V> {
       );
       if ('value' in outcome) return outcome.value;
       // Closed while the claim was asked for: close() dropped it.
-      this.#open();
+      this.#handle.open();
       control.computing();
-      claim.renewal = setInterval(() => {
-        this.#connection.script(RENEW, [marker], [token, String(this.#lease)]).catch(() => {});
-      }, this.#lease / 3);
-      claim.renewal.unref();
+      const { claim } = outcome;
+      claim.hold();
       const value = await compute(key, { signal: control.signal });
       if (value === undefined) return undefined;
-      const reply = await this.#record(FETCHED, [entry, marker], [token, encodeOwned(this.#codec, value), String(ttl)]);
-      fetched = true;
+      const payload = encodeOwned(this.#codec, value);
+      const reply = await this.#record(FETCHED, [entry, marker], [claim.token, payload, String(ttl)]);
+      // FETCHED dropped the claim.
+      claim.forget();
       // Someone set the key while this computed: theirs is newer, and is what every process now reads.
       if (reply === 0) return (await this.peek(key)) ?? value;
       this.#counts.sets++;
       return value;
     } finally {
-      // FETCHED dropped the claim; on every other way out (compute, encode or store failing, nothing to store, an
-      // answer lost) it is dropped here, so that no process waits for its lease to run out.
-      await this.#drop(token, !fetched);
+      // On every other way out (compute, encode or store failing, nothing to store, an answer lost) the claim is
+      // dropped here, so that no process waits for its lease to run out.
+      await lease?.giveBack();
     }
-  }
-
-  // Stops renewing a claim this instance may hold and forgets it; drops it in Redis too unless `inRedis` is false.
-  async #drop(token: string, inRedis = true): Promise<void> {
-    const claim = this.#claims.get(token);
-    if (claim === undefined) return;
-    this.#claims.delete(token);
-    clearInterval(claim.renewal);
-    if (inRedis) await this.#connection.undo(DROP, [claim.marker], [token], Date.now() + this.#lease);
   }
 
   async *#scan(): AsyncGenerator<string[]> {
@@ -483,12 +445,4 @@ export class RedisMap<V = unknown> implements Cache<V> {
       yield keys.map((name) => name.toString('utf8')).filter((name) => name.startsWith(prefix));
     } while (cursor !== '0');
   }
-}
-
-function checkLimits(options: { maxKeySize?: number; lease?: number }): [number, number] {
-  const { maxKeySize = DEFAULT_MAX_KEY } = options;
-  if (!Number.isInteger(maxKeySize) || maxKeySize < 1 || maxKeySize > 0xffff) {
-    throw shareError('ERR_BAD_OPTION', `maxKeySize must be an integer from 1 to 65535, got ${describe(maxKeySize)}`);
-  }
-  return [maxKeySize, checkLease(options.lease)];
 }

@@ -14,13 +14,15 @@
 // token, and a token that no longer holds the lock is refused (ERR_NOT_LOCKED): two writers never both write under it.
 // Redis may drop the record like any key: the next call makes it again with the caller's codec, and a version above
 // any this instance has seen.
-import { randomBytes } from 'node:crypto';
-import { type Codec, codecFor, codecId, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
-import { describe, shareError } from '../errors.js';
+import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
+import { shareError } from '../errors.js';
 import { checkTimeout } from '../options.js';
 import { pollUntil } from '../wait.js';
 import type { ChangesOptions, LockAsyncOptions, LockInfo, Share } from '../api.js';
+import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned } from './checks.js';
 import { Connection, type RedisOptions, text } from './connection.js';
+import { CLOCK, Handle } from './handle.js';
+import type { Grant, Lease } from './lease.js';
 
 export interface RedisShareOptions<T> extends RedisOptions {
   /** The first value, committed as version 1. */
@@ -35,20 +37,6 @@ export interface RedisAttachOptions<T> extends RedisOptions {
   codec?: CodecOption<T>;
   lease?: number;
 }
-
-const DEFAULT_LEASE_MS = 10_000;
-// Redis's limit on one string.
-const MAX_VALUE_BYTES = 512 * 2 ** 20;
-
-/**
- * A Lua function, clock(): the server's time in microseconds, as the version of a record made again after Redis lost
- * it. It is above any version the lost record reached, unless that took more than one change a microsecond.
- */
-export const CLOCK = `
-local function clock()
-  local now = redis.call('TIME')
-  return now[1] .. string.format('%06d', now[2])
-end`;
 
 // Starts every script; the last 2 arguments are the caller's codec and the highest version it has seen. A record
 // without its codec is one Redis lost, and one whose version is below what the caller saw went back (a restart from
@@ -119,25 +107,23 @@ return redis.call('HGET', KEYS[1], 'c')`;
 
 /** One value shared through Redis: the MmapShare API, every method returning a promise. */
 export class RedisShare<T = unknown> implements Share<T> {
-  readonly #connection: Connection;
+  readonly #handle: Handle;
   readonly #codec: Codec<T>;
   readonly #keys: { value: string; changes: string };
-  readonly #lease: number;
-  #token: string | undefined;
-  #renewal: NodeJS.Timeout | undefined;
+  // The lock, a lease on fields of the record: every script under it makes the record again too.
+  readonly #grant: Grant;
+  // The lease of the lock this instance holds.
+  #held: Lease | undefined;
   // The highest version this instance has seen: Redis's record going below it went back, and goes on from the clock.
   #seen = 0;
-  // Tokens asked for and not yet answered: Redis may grant one whose answer is lost, or comes after close().
-  readonly #asking = new Set<string>();
-  #closed = false;
   readonly #watchers = new Set<() => Promise<void>>();
 
   private constructor(connection: Connection, key: string, codec: Codec<T>, lease: number) {
-    this.#connection = connection;
+    this.#handle = new Handle(connection, 'RedisShare', lease);
     this.#codec = codec;
-    this.#lease = lease;
     const base = `{${key}}`;
     this.#keys = { value: base, changes: `${base}:changes` };
+    this.#grant = { keys: [base], renew: RENEW, release: RELEASE, args: (args) => this.#record(args) };
   }
 
   /** Creates the share under `key`; ERR_EXISTS when something is stored there already. */
@@ -146,14 +132,11 @@ export class RedisShare<T = unknown> implements Share<T> {
     const codec = resolveCodec(options.codec) as Codec<T>;
     const lease = checkLease(options.lease);
     const initial = 'value' in options ? encodeOwned(codec, options.value as T) : undefined;
-    const connection = await Connection.open(options);
-    const share = new RedisShare<T>(connection, key, codec, lease);
-    const made = await connection.script(CREATE, [share.#keys.value], [codec.name, initial ? '1' : '0', initial ?? '']);
-    if (made === 0) {
-      await connection.close();
-      throw shareError('ERR_EXISTS', `Redis already holds ${JSON.stringify(key)}`);
-    }
-    return share;
+    return Handle.make(options, async (connection) => {
+      const made = await connection.script(CREATE, [`{${key}}`], [codec.name, initial ? '1' : '0', initial ?? '']);
+      if (made === 0) throw shareError('ERR_EXISTS', `Redis already holds ${JSON.stringify(key)}`);
+      return new RedisShare<T>(connection, key, codec, lease);
+    });
   }
 
   /**
@@ -163,8 +146,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   static async attach<T = unknown>(key: string, options: RedisAttachOptions<T> = {}): Promise<RedisShare<T>> {
     checkKey(key);
     const lease = checkLease(options.lease);
-    const connection = await Connection.open(options);
-    try {
+    return Handle.make(options, async (connection) => {
       const restore = options.codec === undefined ? [] : [resolveCodec(options.codec).name];
       const name = text(await connection.script(ATTACH, [`{${key}}`], restore));
       if (name === undefined) {
@@ -174,10 +156,7 @@ export class RedisShare<T = unknown> implements Share<T> {
         );
       }
       return new RedisShare<T>(connection, key, codecFor(codecId(name), options.codec) as Codec<T>, lease);
-    } catch (error) {
-      await connection.close();
-      throw error;
-    }
+    });
   }
 
   /** Removes the share under `key`; instances attached to it then read undefined. */
@@ -207,12 +186,12 @@ export class RedisShare<T = unknown> implements Share<T> {
    * came between the read and the write, `fn` runs again on the newer value, so it must have no other effect.
    */
   async update(fn: (current: T | undefined) => T): Promise<T> {
-    this.#open();
-    if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
+    this.#handle.open();
+    checkFunction('fn', fn);
     for (;;) {
       const [bytes, version, holder] = (await this.#run(READ, [])) as Buffer[];
       // A holder of the lock writes at once: if it holds it no longer, the write says so.
-      if (holder!.length > 0 && this.#token === undefined) {
+      if (holder!.length > 0 && this.#held === undefined) {
         await this.#waitForUnlock();
         continue;
       }
@@ -226,9 +205,8 @@ export class RedisShare<T = unknown> implements Share<T> {
    * Returns what stops it.
    */
   watch(listener: (value: T | undefined, version: number) => void): () => void {
-    this.#open();
-    if (typeof listener !== 'function')
-      throw shareError('ERR_BAD_OPTION', `listener must be a function, got ${describe(listener)}`);
+    this.#handle.open();
+    checkFunction('listener', listener);
     let stopped = false;
     let seen = -1;
     let reading: Promise<void> | undefined;
@@ -244,7 +222,7 @@ export class RedisShare<T = unknown> implements Share<T> {
         }
       } while (again && !stopped);
     };
-    const unsubscribe = this.#connection.subscribe(this.#keys.changes, () => {
+    const unsubscribe = this.#handle.connection.subscribe(this.#keys.changes, () => {
       if (reading !== undefined) return void (again = true);
       reading = read()
         .catch(() => {})
@@ -263,7 +241,7 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   /** The value after every change, as an async iterator, from Redis's notifications; ends on close(). */
   async *changes(options: ChangesOptions = {}): AsyncGenerator<T | undefined> {
-    this.#open();
+    this.#handle.open();
     const { signal } = options;
     let wake: (() => void) | undefined;
     let pending: { value: T | undefined } | undefined;
@@ -275,7 +253,7 @@ export class RedisShare<T = unknown> implements Share<T> {
     signal?.addEventListener('abort', aborted);
     try {
       for (;;) {
-        while (pending === undefined && !this.#closed) {
+        while (pending === undefined && !this.#handle.closed) {
           signal?.throwIfAborted();
           await new Promise<void>((resolve) => (wake = resolve));
         }
@@ -316,11 +294,11 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   /** Releases the lock; ERR_NOT_LOCKED when this instance does not hold it, or its lease ran out meanwhile. */
   async unlock(): Promise<void> {
-    this.#open();
-    const token = this.#token;
-    if (token === undefined) throw shareError('ERR_NOT_LOCKED', 'unlock() without a lock held by this instance');
-    this.#dropToken();
-    const released = await this.#run(RELEASE, [token]);
+    this.#handle.open();
+    const held = this.#held;
+    if (held === undefined) throw shareError('ERR_NOT_LOCKED', 'unlock() without a lock held by this instance');
+    this.#held = undefined;
+    const released = await held.release();
     if (released === 0) throw shareError('ERR_NOT_LOCKED', 'the lock was lost: its lease ran out before unlock()');
   }
 
@@ -330,41 +308,26 @@ export class RedisShare<T = unknown> implements Share<T> {
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.#handle.closed;
   }
 
-  /** Releases the lock if held, stops every watcher and closes the connections. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    const token = this.#token;
-    this.#dropToken();
-    this.#closed = true;
-    try {
-      await Promise.all([...this.#asking].map((asked) => this.#giveBack(asked)));
-      if (token !== undefined) await this.#giveBack(token);
-      await Promise.all([...this.#watchers].map((stop) => stop()));
-    } finally {
-      await this.#connection.close();
-    }
+  /** Releases the lock if held (or asked for), stops every watcher and closes the connections. Idempotent. */
+  close(): Promise<void> {
+    return this.#handle.close(() => Promise.all([...this.#watchers].map((stop) => stop())));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
 
-  #open(): void {
-    if (this.#closed) throw shareError('ERR_CLOSED', 'this RedisShare is closed');
-  }
-
   #notLocked(): void {
-    this.#open();
-    if (this.#token !== undefined) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
+    this.#handle.open();
+    if (this.#held !== undefined) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
   }
 
   // Runs a script that starts with RECORD.
   #run(source: string, args: (string | Buffer)[], keys = [this.#keys.value]) {
-    this.#open();
-    return this.#connection.script(source, keys, this.#record(args));
+    return this.#handle.script(source, keys, this.#record(args));
   }
 
   // A script's args, then what makes the record again.
@@ -392,7 +355,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   async #write(payload: Buffer, expected: string): Promise<number> {
     for (;;) {
       const keys = [this.#keys.value, this.#keys.changes];
-      const result = (await this.#run(WRITE, [this.#token ?? '', payload, expected], keys)) as number;
+      const result = (await this.#run(WRITE, [this.#held?.token ?? '', payload, expected], keys)) as number;
       if (result === -3) throw shareError('ERR_NOT_LOCKED', 'the lock was lost: its lease ended, or Redis lost it');
       if (result !== -1) return result < 0 ? result : this.#saw(result);
       await this.#waitForUnlock();
@@ -409,91 +372,30 @@ export class RedisShare<T = unknown> implements Share<T> {
   }
 
   async #acquire(): Promise<LockInfo | undefined> {
-    const token = randomBytes(12).toString('hex');
-    this.#asking.add(token);
+    const lease = this.#handle.leases.ask(this.#grant);
     let dead;
     try {
-      dead = await this.#run(ACQUIRE, [token, String(this.#lease), String(process.pid)]);
+      dead = await this.#run(ACQUIRE, [lease.token, String(this.#handle.leases.ms), String(process.pid)]);
     } catch (error) {
       // Redis may have given the lock to this token though its answer was lost (a command timeout): give it back
       // rather than hold it, unrenewed, until the lease runs out.
-      await this.#giveBack(token);
+      await lease.giveBack();
       throw error;
-    } finally {
-      this.#asking.delete(token);
     }
-    if (dead === null) return undefined;
-    // Closed while the lock was asked for: close() gave it back.
-    this.#open();
-    // Another call on this instance may have taken the lock while this one waited for Redis: give this one back.
-    if (this.#token !== undefined) {
-      await this.#giveBack(token);
+    if (dead === null) {
+      lease.forget();
       return undefined;
     }
-    this.#token = token;
-    // A renewal that finds the lease ended or another holder stops: the next write or unlock() says the lock was lost.
-    const renewal = setInterval(() => {
-      this.#run(RENEW, [token, String(this.#lease)]).then(
-        (renewed) => renewed === 0 && clearInterval(renewal),
-        () => {},
-      );
-    }, this.#lease / 3);
-    this.#renewal = renewal;
-    this.#renewal.unref();
+    // Closed while the lock was asked for: close() gave it back.
+    this.#handle.open();
+    // Another call on this instance may have taken the lock while this one waited for Redis: give this one back.
+    if (this.#held !== undefined) {
+      await lease.giveBack();
+      return undefined;
+    }
+    this.#held = lease;
+    lease.hold();
     const deadPid = Number(text(dead as Buffer));
     return deadPid > 0 ? { ownerDied: true, deadPid } : { ownerDied: false };
   }
-
-  // Releases the lock if `token` holds it, even while closing; while Redis cannot be reached, again on reconnect
-  // until the lease would have ended.
-  #giveBack(token: string): Promise<void> {
-    return this.#connection.undo(RELEASE, [this.#keys.value], this.#record([token]), Date.now() + this.#lease);
-  }
-
-  #dropToken(): void {
-    clearInterval(this.#renewal);
-    this.#renewal = undefined;
-    this.#token = undefined;
-  }
-}
-
-/** The bytes of `value` in a Buffer of its own: a command may be written after the next encode. */
-export function encodeOwned<T>(codec: Codec<T>, value: T): Buffer {
-  const bytes = encodeValue(codec, value);
-  if (bytes.length > MAX_VALUE_BYTES) {
-    throw shareError(
-      'ERR_VALUE_TOO_LARGE',
-      `the value serializes to ${bytes.length} bytes; Redis holds ${MAX_VALUE_BYTES}`,
-    );
-  }
-  return Buffer.from(bytes);
-}
-
-export function checkKey(key: unknown): asserts key is string {
-  // A brace would end the hash tag early, putting one share's keys in different Cluster slots.
-  if (typeof key !== 'string' || key === '' || /\p{Cs}|[{}]/u.test(key)) {
-    throw shareError(
-      'ERR_BAD_HANDLE',
-      `the Redis key must be a non-empty string of text without { or }, got ${describe(key)}`,
-    );
-  }
-}
-
-/** A value read from Redis; what does not decode is ERR_BAD_HANDLE, as damage in shared memory is. */
-export function decodeStored<T>(codec: Codec<T>, bytes: Buffer): T {
-  try {
-    return codec.decode(bytes);
-  } catch (error) {
-    throw shareError('ERR_BAD_HANDLE', `a stored value does not decode (${(error as Error).message})`, error);
-  }
-}
-
-export function checkLease(lease: unknown = DEFAULT_LEASE_MS): number {
-  if (typeof lease !== 'number' || !(lease >= 10) || !Number.isFinite(lease)) {
-    throw shareError(
-      'ERR_BAD_OPTION',
-      `lease must be a finite number of milliseconds, at least 10, got ${describe(lease)}`,
-    );
-  }
-  return Math.round(lease);
 }
