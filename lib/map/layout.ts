@@ -138,6 +138,9 @@ export interface MapView extends Omit<Geometry, 'ttl'> {
   readonly scale: number;
 }
 
+/** Runs `work` holding a map's exclusive lock, after repairing what a holder that died left half done. */
+export type Exclusive = <R>(work: () => R) => R;
+
 const align = (n: number, to: number) => Math.ceil(n / to) * to;
 const tableByte = (slots: number) => MAP_HEADER_BYTES + slots * SLOT_WORDS * 4;
 const chunkByte = (slots: number, chunks: number) => align(tableByte(slots) + chunks * 4, CHUNK);
