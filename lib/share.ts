@@ -2,11 +2,12 @@
 import type { ChangesOptions, LockAsyncOptions, LockInfo, Share, WatchOptions } from './api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from './codec.js';
 import { describe, shareError } from './errors.js';
-import { commit, MAX_SIZE, RACED, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
-import { describeHolder, LOCK_FREE_TRIES, releaseLock, takeDeadHolder, takeLock, tryTakeLock } from './lock.js';
+import { RegionHandle } from './handle.js';
+import { commit, MAX_SIZE, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
+import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from './lock.js';
 import { checkTimeout } from './options.js';
 import { pollUntil } from './wait.js';
-import { attachKind, checkPlacement, closeRegion, createRegion, envKey, type Region, unlinkRegion } from './region.js';
+import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from './region.js';
 import { changes, checkInterval, watch } from './watch.js';
 
 export interface CreateOptions<T> {
@@ -25,21 +26,18 @@ export interface AttachOptions<T> {
   codec?: CodecOption<T>;
 }
 
-// Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.
-let adopting: { region: Region; codec: Codec } | undefined;
-
 /** A shared region holding one value of type `T`. */
 export class MmapShare<T = unknown> implements Share<T> {
-  #region: Region | undefined;
+  // Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.
+  static #adopting: { region: Region; codec: Codec } | undefined;
+  #handle: RegionHandle;
   #codec: Codec<T>;
-  #locked = false;
-  #envName: string | undefined;
   #snapshot: Read<T> | undefined;
 
   /** Same as `MmapShare.create(size, options)`. */
   constructor(size: number, options: CreateOptions<T> = {}) {
-    const adopted = adopting;
-    adopting = undefined;
+    const adopted = MmapShare.#adopting;
+    MmapShare.#adopting = undefined;
     let initial: Uint8Array | undefined;
     if (adopted === undefined) {
       checkSize(size);
@@ -50,12 +48,8 @@ export class MmapShare<T = unknown> implements Share<T> {
       this.#codec = adopted.codec as Codec<T>;
     }
     const region = adopted?.region ?? createRegion('share', size, codecId(this.#codec.name), options.path);
-    this.#region = region;
     if (initial !== undefined) commit(region, initial);
-    if (options.name !== undefined) {
-      this.#envName = envKey(options.name);
-      process.env[this.#envName] = region.handle;
-    }
+    this.#handle = new RegionHandle(region, 'MmapShare', options.name);
   }
 
   /** Creates a region with room for one serialized value of `size` bytes. */
@@ -65,7 +59,7 @@ export class MmapShare<T = unknown> implements Share<T> {
 
   /** Attaches to a region by `share.handle`, by a name given to `create()` in an ancestor, or by path. */
   static attach<T = unknown>(ref: string, options: AttachOptions<T> = {}): MmapShare<T> {
-    adopting = attachKind(ref, 'share', options.codec);
+    MmapShare.#adopting = attachKind(ref, 'share', options.codec);
     return new MmapShare<T>(0);
   }
 
@@ -152,7 +146,7 @@ export class MmapShare<T = unknown> implements Share<T> {
     this.#open();
     return pollUntil(
       // Another call on this instance may have taken the lock while this one slept; wait for its unlock.
-      () => (!this.#locked && tryTakeLock(this.#open()) ? this.#acquired() : undefined),
+      () => (!this.#handle.locked && tryTakeLock(this.#open()) ? this.#acquired() : undefined),
       timeout,
       options.signal,
       () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open())}`,
@@ -162,8 +156,8 @@ export class MmapShare<T = unknown> implements Share<T> {
   /** Releases the lock taken by lock(), tryLock() or lockAsync(). */
   unlock(): void {
     const region = this.#open();
-    if (!this.#locked) throw shareError('ERR_NOT_LOCKED', 'unlock() without a lock held by this instance');
-    this.#release(region);
+    if (!this.#handle.locked) throw shareError('ERR_NOT_LOCKED', 'unlock() without a lock held by this instance');
+    this.#handle.release(region);
   }
 
   /** 0 until the first set, then one more on every set and update, as seen by every process. */
@@ -178,12 +172,12 @@ export class MmapShare<T = unknown> implements Share<T> {
 
   /** What another process passes to `MmapShare.attach()` to reach this region. */
   get handle(): string {
-    return this.#open().handle;
+    return this.#handle.handle;
   }
 
   /** Whether close() has run. */
   get closed(): boolean {
-    return this.#region === undefined;
+    return this.#handle.closed;
   }
 
   /**
@@ -191,12 +185,7 @@ export class MmapShare<T = unknown> implements Share<T> {
    * Idempotent. The mapping itself is unmapped when it is garbage-collected.
    */
   close(): void {
-    const region = this.#region;
-    if (region === undefined) return;
-    if (this.#locked) this.#release(region);
-    closeRegion(region);
-    this.#region = undefined;
-    if (this.#envName !== undefined && process.env[this.#envName] === region.handle) delete process.env[this.#envName];
+    this.#handle.close();
   }
 
   /** Same as close(), for `using share = MmapShare.attach(ref)`. */
@@ -205,52 +194,29 @@ export class MmapShare<T = unknown> implements Share<T> {
   }
 
   #open(): Region {
-    if (this.#region === undefined) throw shareError('ERR_CLOSED', 'this MmapShare is closed');
-    return this.#region;
+    return this.#handle.open();
   }
 
   #read(region: Region): Read<T> {
-    if (this.#locked) return readLocked(region, this.#codec);
-    for (let attempt = 0; attempt < LOCK_FREE_TRIES; attempt++) {
-      const read = readUnlocked(region, this.#codec);
-      if (read !== RACED) return read;
-    }
-    // Writers kept committing while this reader decoded: under the lock they wait, so it cannot starve.
-    takeLock(region);
-    try {
-      return readLocked(region, this.#codec);
-    } finally {
-      releaseLock(region);
-    }
+    const codec = this.#codec;
+    return this.#handle.optimistic(
+      () => readUnlocked(region, codec),
+      () => readLocked(region, codec),
+    );
   }
 
   #notLocked(): void {
     this.#open();
-    if (this.#locked) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
+    if (this.#handle.locked) throw shareError('ERR_ALREADY_LOCKED', 'this instance already holds the lock');
   }
 
   #acquired(): LockInfo {
-    this.#locked = true;
+    this.#handle.locked = true;
     return takeDeadHolder(this.#open());
   }
 
-  #release(region: Region): void {
-    this.#locked = false;
-    releaseLock(region);
-  }
-
-  // Runs `work` holding the exclusive lock, taking it only if this instance does not hold it already. Calls made
-  // from `work` on this instance (an update function that calls get()) see the lock as held and do not take it.
   #exclusive<R>(work: () => R): R {
-    if (this.#locked) return work();
-    const region = this.#open();
-    takeLock(region);
-    this.#locked = true;
-    try {
-      return work();
-    } finally {
-      if (this.#locked) this.#release(region);
-    }
+    return this.#handle.exclusive(work);
   }
 }
 

@@ -4,7 +4,9 @@ import type { Compute } from '../api.js';
 import type { Codec } from '../codec.js';
 import { step } from '../crash.js';
 import { type FlightControl, Flights } from '../flight.js';
-import { isGone, LOCK_FREE_TRIES, ownOwner } from '../lock.js';
+import type { RegionHandle } from '../handle.js';
+import { RACED as RACE } from '../layout.js';
+import { isGone, ownOwner } from '../lock.js';
 import { pollUntil } from '../wait.js';
 import { type Exclusive, expiresOf, FLAG_PENDING, isExpired, type MapView, setExpires } from './layout.js';
 import { encodeFor, expiry } from './options.js';
@@ -23,6 +25,7 @@ export interface MarkerHost<V> {
   view: MapView;
   codec: Codec<V>;
   exclusive: Exclusive;
+  optimistic: RegionHandle['optimistic'];
   /** The view, or ERR_CLOSED once the map is closed. */
   open(): MapView;
   closed(): boolean;
@@ -193,15 +196,17 @@ export class FetchMarkers<V> {
     const view = this.#host.open();
     const replaced = (slot: number) => slot === MISS || found.ver !== ver || isExpired(expiresOf(view, found.head));
     encodeKey(name, view.maxKey);
-    for (let attempt = 0; attempt < LOCK_FREE_TRIES; attempt++) {
-      const slot = find(view, encoded.bytes, encoded.length, encoded.hash, false);
-      if (slot !== RACED) return replaced(slot) || isGone(marker);
-    }
-    // Writers kept moving slots, or this machine reads only under the lock.
-    const seen = this.#host.exclusive(() => {
-      encodeKey(name, view.maxKey);
-      return replaced(find(view, encoded.bytes, encoded.length, encoded.hash, true));
-    });
+    const seen = this.#host.optimistic(
+      () => {
+        const slot = find(view, encoded.bytes, encoded.length, encoded.hash, false);
+        return slot === RACED ? RACE : replaced(slot);
+      },
+      // Writers kept moving slots, or this machine reads only under the lock.
+      () => {
+        encodeKey(name, view.maxKey);
+        return replaced(find(view, encoded.bytes, encoded.length, encoded.hash, true));
+      },
+    );
     return seen || isGone(marker);
   }
 }

@@ -3,9 +3,9 @@
 import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
-import { deadHolder, releaseLock, takeDeadHolder, takeLock } from '../lock.js';
+import { RegionHandle } from '../handle.js';
 import { checkTimeout } from '../options.js';
-import { attachKind, closeRegion, createRegion, envKey, type Region } from '../region.js';
+import { attachKind, closeRegion, createRegion, type Region } from '../region.js';
 import { Counters } from './counters.js';
 import { FetchMarkers } from './fetch.js';
 import {
@@ -51,37 +51,36 @@ export interface MapStats extends CacheStats {
   repairs: number;
 }
 
-let adopting: { region: Region; codec: Codec } | undefined;
-
 /** Many keys of type string, each holding a value of type `V`, shared by processes and threads. */
 export class SharedMap<V = unknown> implements Cache<V> {
-  #region: Region | undefined;
+  // Set by attach() for the constructor to adopt.
+  static #adopting: { region: Region; codec: Codec } | undefined;
+  #handle: RegionHandle;
   #view: MapView;
   #codec: Codec<V>;
-  #locked = false;
-  #envName: string | undefined;
   #counters: Counters;
   #fetches: FetchMarkers<V>;
   #snapshots = new Map<string, { slot: number; ver: number; era: number; expires: number; value: Readonly<V> }>();
 
   /** Same as `SharedMap.create(options)`. */
   constructor(options: SharedMapOptions<V>) {
-    const adopted = adopting;
-    adopting = undefined;
+    const adopted = SharedMap.#adopting;
+    SharedMap.#adopting = undefined;
+    let region: Region;
     if (adopted === undefined) {
       const plan = planMap(options);
       this.#codec = resolveCodec(options.codec) as Codec<V>;
-      this.#region = createRegion('map', plan.capacity, codecId(this.#codec.name), options.path, (bytes) =>
+      region = createRegion('map', plan.capacity, codecId(this.#codec.name), options.path, (bytes) =>
         initMap(bytes, plan),
       );
     } else {
       this.#codec = adopted.codec as Codec<V>;
-      this.#region = adopted.region;
+      region = adopted.region;
     }
     try {
-      this.#view = attachView(this.#region.bytes, this.#region.handle);
+      this.#view = attachView(region.bytes, region.handle);
     } catch (error) {
-      closeRegion(this.#region);
+      closeRegion(region);
       throw error;
     }
     this.#counters = new Counters(this.#view, this.#exclusive);
@@ -89,13 +88,12 @@ export class SharedMap<V = unknown> implements Cache<V> {
       view: this.#view,
       codec: this.#codec,
       exclusive: this.#exclusive,
+      optimistic: (tryOnce, locked) => this.#handle.optimistic(tryOnce, locked),
       open: () => this.#open(),
       closed: () => this.closed,
     });
-    if (adopted === undefined && options.name !== undefined) {
-      this.#envName = envKey(options.name);
-      process.env[this.#envName] = this.#region.handle;
-    }
+    const name = adopted === undefined ? options.name : undefined;
+    this.#handle = new RegionHandle(region, 'SharedMap', name, () => repair(this.#view));
   }
 
   /** Creates a map in a region of `capacity` bytes. */
@@ -105,7 +103,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   /** Attaches to a map by `map.handle`, by a name given to `create()` in an ancestor, or by path. */
   static attach<V = unknown>(ref: string, options: { codec?: CodecOption<V> } = {}): SharedMap<V> {
-    adopting = attachKind(ref, 'map', options.codec);
+    SharedMap.#adopting = attachKind(ref, 'map', options.codec);
     return new SharedMap<V>(undefined as never);
   }
 
@@ -319,7 +317,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
    * reached (skipped if gone by then). Not counted as uses.
    */
   *entries(): Generator<[string, V]> {
-    for (const key of keyList(this.#open(), this.#exclusive)) {
+    for (const key of keyList(this.#open(), this.#handle)) {
       const value = this.peek(key);
       if (value !== undefined) yield [key, value];
     }
@@ -331,13 +329,12 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   /** What another process passes to `SharedMap.attach()` to reach this map. */
   get handle(): string {
-    this.#open();
-    return this.#region!.handle;
+    return this.#handle.handle;
   }
 
   /** Whether close() has run. */
   get closed(): boolean {
-    return this.#region === undefined;
+    return this.#handle.closed;
   }
 
   /**
@@ -346,24 +343,16 @@ export class SharedMap<V = unknown> implements Cache<V> {
    * ERR_BAD_HANDLE.
    */
   close(): void {
-    const region = this.#region;
-    if (region === undefined) return;
-    const view = this.#view;
-    try {
+    this.#snapshots.clear();
+    // A damaged map still gives its descriptor back; the error says why its counts were not folded.
+    this.#handle.close(() => {
       if (this.#counters.held || this.#fetches.held) {
         this.#exclusive(() => {
           this.#counters.fold();
-          this.#fetches.dropAll(view);
+          this.#fetches.dropAll(this.#view);
         });
       }
-    } finally {
-      // A damaged map still gives its descriptor back; the error says why its counts were not folded.
-      closeRegion(region);
-      this.#region = undefined;
-      this.#snapshots.clear();
-      if (this.#envName !== undefined && process.env[this.#envName] === region.handle)
-        delete process.env[this.#envName];
-    }
+    });
   }
 
   [Symbol.dispose](): void {
@@ -371,31 +360,14 @@ export class SharedMap<V = unknown> implements Cache<V> {
   }
 
   #open(): MapView {
-    if (this.#region === undefined) throw shareError('ERR_CLOSED', 'this SharedMap is closed');
+    this.#handle.open();
     return this.#view;
   }
 
   // Runs `work` holding the exclusive lock; the first holder after one that died repairs what it left half done.
-  #exclusive: Exclusive = (work) => {
-    this.#open();
-    const region = this.#region!;
-    if (this.#locked) return work();
-    takeLock(region);
-    this.#locked = true;
-    try {
-      // DEAD is cleared only once the repair is done: a repair that dies or throws is run again by the next writer.
-      if (deadHolder(region)) {
-        repair(this.#view);
-        takeDeadHolder(region);
-      }
-      return work();
-    } finally {
-      this.#locked = false;
-      releaseLock(region);
-    }
-  };
+  #exclusive: Exclusive = (work) => this.#handle.exclusive(work);
 
   #read(name: string, decode: boolean, use: boolean): V | typeof ABSENT {
-    return read(this.#open(), this.#codec, name, decode, use, this.#locked, this.#exclusive);
+    return read(this.#open(), this.#codec, name, decode, use, this.#handle);
   }
 }

@@ -1,11 +1,12 @@
 // Reading without the lock: an entry, or the list of keys, read while writers may be changing them, retried when
 // they did and done under the lock when they keep doing it.
 import type { Codec } from '../codec.js';
+import type { RegionHandle } from '../handle.js';
+import { RACED as RACE } from '../layout.js';
 import { LOCK_FREE_TRIES } from '../lock.js';
 import {
   chunkWord,
   corruptMap,
-  type Exclusive,
   expiresOf,
   FLAG_PENDING,
   getBytes,
@@ -25,8 +26,6 @@ import { encoded, encodeKey, find, found, MISS, RACED, touch } from './table.js'
 
 /** No live entry holds the key: none, a fetch marker, or an expired one. */
 export const ABSENT = Symbol('absent');
-// A writer changed what a lock-free read was reading.
-const RACE = Symbol('race');
 
 /**
  * Where the last read that returned a value found its entry, so a caller can tell later whether it is still there.
@@ -36,7 +35,7 @@ export const where = { slot: 0, ver: 0, expires: 0 };
 
 /**
  * Reads `name` (decoding its value when `decode`, counting a use for LRU when `use`), without a lock while writers
- * let it, then under the lock; `locked` when the caller holds it already.
+ * let it, then under the lock (at once when this instance holds it already).
  */
 export function read<V>(
   view: MapView,
@@ -44,11 +43,11 @@ export function read<V>(
   name: string,
   decode: boolean,
   use: boolean,
-  locked: boolean,
-  exclusive: Exclusive,
+  handle: RegionHandle,
 ): V | typeof ABSENT {
   encodeKey(name, view.maxKey);
-  if (!locked) {
+  // The loop of handle.optimistic() written out: get() is the hot path, and its two closures cost it about a tenth.
+  if (!handle.locked) {
     for (let attempt = 0; attempt < LOCK_FREE_TRIES; attempt++) {
       const result = readOnce(view, codec, decode, use, false);
       if (result !== RACE) return result;
@@ -56,7 +55,7 @@ export function read<V>(
   }
   // Writers kept changing what this reader read: under the lock they wait. The key may have been overwritten by
   // whatever ran between, so it is encoded again.
-  return exclusive(() => {
+  return handle.exclusive(() => {
     encodeKey(name, view.maxKey);
     // Under the lock no writer races the read: damage throws instead.
     return readOnce(view, codec, decode, use, true) as V | typeof ABSENT;
@@ -156,12 +155,11 @@ export function decodeLocked<V>(
  * The keys present now: one pass over the slots without the lock, repeated if slots moved meanwhile (an entry could
  * have moved past the pass), and done under the lock if they keep moving.
  */
-export function keyList(view: MapView, exclusive: Exclusive): string[] {
-  for (let attempt = 0; attempt < LOCK_FREE_TRIES; attempt++) {
-    const keys = scanKeys(view, false);
-    if (keys !== undefined) return keys;
-  }
-  return exclusive(() => scanKeys(view, true)!);
+export function keyList(view: MapView, handle: RegionHandle): string[] {
+  return handle.optimistic(
+    () => scanKeys(view, false) ?? RACE,
+    () => scanKeys(view, true)!,
+  );
 }
 
 function scanKeys(view: MapView, locked: boolean): string[] | undefined {
