@@ -22,7 +22,11 @@ describe('npm run bench', () => {
     const rows = out.split('\n').filter((line) => line.startsWith('| 100B'));
     expect(rows).toHaveLength(10);
     expect(out).not.toContain('failed');
-    expect(rows.filter((row) => row.endsWith('| exact |'))).toHaveLength(5);
+    // The table goes with a failure: which contestant's count was off, or whose report is missing.
+    expect(
+      rows.filter((row) => row.endsWith('| exact |')),
+      out,
+    ).toHaveLength(5);
   });
 
   it('runs the map workloads against lmdb and the whole-object MmapShare, with hit rate and bytes per entry', () => {
