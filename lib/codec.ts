@@ -22,7 +22,7 @@ export type CodecOption<T = unknown> = 'v8' | 'msgpack' | 'msgpack-refs' | Codec
 
 // v8.deserialize returns typed arrays and Buffers as views of its input where alignment allows, so it must decode a
 // private copy of the slot, never the slot itself: copyFirst. The copy also keeps the slow decoding out of a lock-free
-// read's race window (lib/layout.ts).
+// read's race window (lib/share/layout.ts).
 const v8Codec: Codec = { name: 'v8', encode: serialize, decode: deserialize, copyFirst: true };
 
 const msgpackCodecs = new Map<string, Codec>();

@@ -1,5 +1,5 @@
 // The public surface of mmap-share; nothing else is part of the API.
-export { MmapShare, type AttachOptions, type CreateOptions } from './share.js';
+export { MmapShare, type AttachOptions, type CreateOptions } from './share/share.js';
 export type { Codec, CodecOption } from './codec.js';
 export { MmapShareError, type ErrorCode } from './errors.js';
 export { MAX_SIZE } from './layout.js';

@@ -2,12 +2,13 @@
 // its geometry, load and counts, and with `check`, what verify() finds.
 import { codecFor } from './codec.js';
 import { MmapShareError } from './errors.js';
-import { RACED, readUnlocked, W_CODEC, W_COMMIT, W_LAYOUT, W_LENGTH_0 } from './layout.js';
+import { RACED, W_CODEC, W_LAYOUT } from './layout.js';
 import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';
 import type { Verification } from './map/repair.js';
 import { attachRegion, closeRegion, type Region } from './region.js';
+import { readUnlocked, W_COMMIT, W_LENGTH_0 } from './share/layout.js';
 
 export interface Inspection {
   kind: 'share';

@@ -1,16 +1,14 @@
-// The region's memory layout: the header words every region starts with, and for an MmapShare region, where its two
-// slots lie and how a value is committed and read. A SharedMap region continues the header in lib/map/layout.ts.
+// The header every region starts with: its kind, its layout version, its size, the writers' lock and the identity of
+// the region. What follows the header, and words 3-5 of it, belong to the kind: one value (lib/share/layout.ts), a
+// map (lib/map/layout.ts).
 //
 // | word  | bytes   | name         | written by, when                            | meaning                                         |
 // |-------|---------|--------------|---------------------------------------------|-------------------------------------------------|
 // | 0     | 0-3     | MAGIC        | creator, last step of initialisation        | the region is ready, and its kind: 0x48534d4d   |
 // |       |         |              |                                             | ("MMSH") one value, 0x4d534d4d ("MMSM") a map   |
-// | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 2                               |
+// | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 3                               |
 // | 2     | 8-11    | SIZE         | creator                                     | bytes in each slot (a map: bytes of the region) |
-// | 3     | 12-15   | COMMIT       | LOCK holder, after the payload              | version; 0 = never set; its parity names the    |
-// |       |         |              |                                             | slot holding the committed value                |
-// | 4     | 16-19   | LENGTH_0     | LOCK holder, before COMMIT                  | payload bytes in slot 0                         |
-// | 5     | 20-23   | LENGTH_1     | LOCK holder, before COMMIT                  | payload bytes in slot 1                         |
+// | 3-5   | 12-23   | (the kind's) | the kind's writer                           | MmapShare: COMMIT, LENGTH_0, LENGTH_1; a map: 0 |
 // | 6-7   | 24-31   | LOCK         | 64-bit compare-and-swap by a writer         | the writers' lock: 0 when free, else its holder |
 // |       |         |              | (lib/lock.ts); 0 on release                 | (thread id low, its start time high: OWNER)     |
 // | 8-9   | 32-39   | DEAD         | a writer taking LOCK over from a holder     | the OWNER of a holder that died holding LOCK,   |
@@ -23,20 +21,13 @@
 // |       |         |              |                                             | waiters sleep in the kernel                     |
 // | 15    | 60-63   | PID_NS       | creator                                     | its pid namespace (inode, low 32 bits): LOCK    |
 // |       |         |              |                                             | holds thread ids, meaningless outside it        |
-// | -     | 64...   | slot 0       | LOCK holder                                 | `SIZE` bytes (a map: its own header goes on)    |
-// | -     | 64+SIZE | slot 1       | LOCK holder                                 | `SIZE` bytes                                    |
 //
 // Invariants. Every word is little-endian and read or written as one aligned 32-bit access (Atomics on a
-// Uint32Array), never byte by byte. LOCK and DEAD are 64-bit words, each read and written as one
-// access (Atomics on a BigUint64Array), so a holder's identity never tears and a reused thread id shows as another
-// start time. Only the holder of LOCK writes COMMIT, the lengths, the slots, PARKED and DEAD. A writer fills the
-// slot that COMMIT does not name, then its length, and commits last with one store of the next version, so a writer
-// killed at any instant leaves the previous value whole. A waiter takes LOCK over, with one compare-and-swap, only
-// from a holder proven gone, and records it in DEAD for the next lock() to report (lib/lock.ts).
-//
-// Readers take no lock (readUnlocked below).
-import type { Codec } from './codec.js';
-import { step } from './crash.js';
+// Uint32Array), never byte by byte. LOCK and DEAD are 64-bit words, each read and written as one access (Atomics on a
+// BigUint64Array), so a holder's identity never tears and a reused thread id shows as another start time. Only the
+// holder of LOCK writes PARKED, DEAD and anything of the kind's but what the kind says readers may touch. A waiter
+// takes LOCK over, with one compare-and-swap, only from a holder proven gone, and records it in DEAD for the next
+// lock() to report (lib/lock.ts). MAGIC is written last, so no one attaches to a half-made header.
 import { shareError } from './errors.js';
 
 export const LAYOUT_VERSION = 3;
@@ -47,8 +38,6 @@ export const MAX_SIZE = 2 ** 30 - HEADER_BYTES;
 export const W_MAGIC = 0;
 export const W_LAYOUT = 1;
 export const W_SIZE = 2;
-export const W_COMMIT = 3;
-export const W_LENGTH_0 = 4;
 /** The LOCK and DEAD words, as indexes of the header's 64-bit words. */
 export const D_LOCK = 3;
 export const D_DEAD = 4;
@@ -140,96 +129,5 @@ export function regionId(words: Uint32Array): string {
   return hex(W_REGION_ID) + hex(W_REGION_ID + 1);
 }
 
-// Version 0 means "never set", so the count skips it when it wraps; 2 keeps the slots alternating.
-function nextVersion(version: number): number {
-  return version === 0xffffffff ? 2 : version + 1;
-}
-
-function slotOffset(slot: number, size: number): number {
-  return HEADER_BYTES + slot * size;
-}
-
-/** Returned by readUnlocked() when a writer committed while it read: what it decoded may be torn. */
+/** Returned by a lock-free read that saw a writer move what it read: what it decoded may be torn. */
 export const RACED = Symbol('raced');
-
-/** A value read, with the version it was committed as. */
-export interface Read<T> {
-  readonly version: number;
-  readonly value: T | undefined;
-}
-
-/** Decodes the committed value; the caller holds a lock, so no writer can commit meanwhile. */
-export function readLocked<T>(map: Mapping, codec: Codec<T>): Read<T> {
-  const version = Atomics.load(map.words, W_COMMIT);
-  if (version === 0) return { version, value: undefined };
-  try {
-    const payload = payloadOf(map, version);
-    return { version, value: codec.decode(codec.copyFirst ? new Uint8Array(payload) : payload) };
-  } catch (error) {
-    throw corrupt(error);
-  }
-}
-
-/**
- * Decodes the committed value without a lock, as a seqlock reader does. A copyFirst codec decodes only after the
- * check, from its copy, so the race window is a memcpy, not a decode.
- *
- * Why it is safe: a writer only ever fills the slot that COMMIT does not name, and the slot named by version `v` is
- * next written by the writer of `v + 2`, which can start only after `v + 1` is committed. So if COMMIT still reads
- * `v` after decoding slot `v & 1`, no byte of it changed while it was read. If COMMIT moved, a writer may have
- * rewritten the slot under the decoder: the bytes may be torn, the length may exceed the slot, the decoder may throw;
- * all of it is discarded and RACED returned, for the caller to retry or to read under the lock.
- * Ordering: V8's Atomics.load is a sequentially consistent load and x86-64 never reorders loads with loads, so the
- * second COMMIT load happens after every payload load; on other architectures the caller reads under the lock.
- */
-export function readUnlocked<T>(map: Mapping, codec: Codec<T>): Read<T> | typeof RACED {
-  const version = Atomics.load(map.words, W_COMMIT);
-  if (version === 0) return { version, value: undefined };
-  let value: T | undefined;
-  let copy: Uint8Array | undefined;
-  let failure: unknown;
-  try {
-    const payload = payloadOf(map, version);
-    if (codec.copyFirst) copy = new Uint8Array(payload);
-    else value = codec.decode(payload);
-  } catch (error) {
-    failure = error;
-  }
-  if (Atomics.load(map.words, W_COMMIT) !== version) return RACED;
-  if (failure !== undefined) throw corrupt(failure);
-  if (copy === undefined) return { version, value };
-  try {
-    return { version, value: codec.decode(copy) };
-  } catch (error) {
-    throw corrupt(error);
-  }
-}
-
-function payloadOf(map: Mapping, version: number): Uint8Array {
-  const slot = version & 1;
-  const length = Atomics.load(map.words, W_LENGTH_0 + slot);
-  if (length > map.size) throw new RangeError(`slot ${slot} claims ${length} bytes of ${map.size}`);
-  const start = slotOffset(slot, map.size);
-  return map.bytes.subarray(start, start + length);
-}
-
-function corrupt(cause: unknown) {
-  return shareError(
-    'ERR_BAD_HANDLE',
-    `the region is corrupt: its value does not decode (${(cause as Error).message})`,
-    cause,
-  );
-}
-
-/** Commits `payload` as the next version. Caller holds the exclusive lock and has checked that it fits. */
-export function commit(map: Mapping, payload: Uint8Array): number {
-  const version = nextVersion(Atomics.load(map.words, W_COMMIT));
-  const slot = version & 1;
-  map.bytes.set(payload, slotOffset(slot, map.size));
-  step('commit.payload');
-  Atomics.store(map.words, W_LENGTH_0 + slot, payload.length);
-  step('commit.length');
-  // The commit word goes last: until this store the previous value stays the committed one.
-  Atomics.store(map.words, W_COMMIT, version);
-  return version;
-}

@@ -5,7 +5,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type ErrorCode, MAX_SIZE, MmapShare, MmapShareError } from '../dist/index.mjs';
-import { HEADER_BYTES, W_LENGTH_0, W_MAGIC } from '../dist/layout.js';
+import { HEADER_BYTES, W_MAGIC } from '../dist/layout.js';
+import { W_LENGTH_0 } from '../dist/share/layout.js';
 import { figure } from './stress/options.js';
 import { attached, canMakeMountNamespace, fixture, fresh, inMountNamespace, maxMapCount, tempDir } from './helpers.js';
 

@@ -1,6 +1,7 @@
 // The package as users load it: by name, from CommonJS and from ESM, both reaching the same classes.
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = join(__dirname, '..');
@@ -74,5 +75,41 @@ describe('package entry points', () => {
     const broken = join(__dirname, 'fixtures', 'no-addons.cjs');
     const out = execFileSync(process.execPath, ['-r', broken, '-e', script], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(out)).toStrictEqual({ addons: [], classes: 'functionfunction' });
+  });
+});
+
+describe('the source tree', () => {
+  const lib = join(root, 'lib');
+  const files = readdirSync(lib, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'));
+  const imports = new Map(
+    files.map((file) => {
+      const text = readFileSync(join(lib, file), 'utf8');
+      const targets = [...text.matchAll(/^(?:import|export)[^;]*? from '(\.[^']+)\.js';/gms)].map((match) =>
+        relative(lib, resolve(lib, dirname(file), match[1]! + '.ts')),
+      );
+      return [file, targets];
+    }),
+  );
+
+  it('has no circle of imports, type imports included', () => {
+    const circles: string[] = [];
+    const done = new Set<string>();
+    const visit = (file: string, path: string[]) => {
+      if (path.includes(file)) return void circles.push([...path.slice(path.indexOf(file)), file].join(' -> '));
+      if (done.has(file)) return;
+      for (const target of imports.get(file) ?? []) visit(target, [...path, file]);
+      done.add(file);
+    };
+    for (const file of files) visit(file, []);
+    expect([...imports.values()].flat().every((target) => imports.has(target))).toBe(true);
+    expect(circles).toStrictEqual([]);
+  });
+
+  it('keeps every file under 450 lines, opening with a line on what lives there', () => {
+    const misfits = files.filter((file) => {
+      const lines = readFileSync(join(lib, file), 'utf8').split('\n');
+      return lines.length > 450 || !/^(#!.*\n)?\/\/ \S/.test(lines.slice(0, 2).join('\n'));
+    });
+    expect(misfits).toStrictEqual([]);
   });
 });

@@ -2,7 +2,7 @@
 // ttl given to a call.
 import { type Codec, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
-import { checkTtl } from '../options.js';
+import { checkCount, checkMaxKeySize, checkTtl } from '../options.js';
 import { checkPlacement } from '../region.js';
 import {
   CHUNK,
@@ -11,7 +11,6 @@ import {
   type EvictionPolicy,
   F_TTL,
   type MapView,
-  MAX_KEY_LIMIT,
   MAX_LOAD,
   RECORD_HEADER,
   recordChunks,
@@ -42,7 +41,6 @@ export interface SharedMapOptions<V> {
 /** The smallest and largest `capacity`. */
 export const MIN_CAPACITY = 64 * 1024;
 export const MAX_CAPACITY = 2 ** 31 - 2 ** 16;
-const DEFAULT_MAX_KEY = 1024;
 const DEFAULT_MAX_VALUE = 2 ** 20;
 const BYTES_PER_DEFAULT_ENTRY = 128;
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };
@@ -66,15 +64,8 @@ export function planMap(options: SharedMapOptions<unknown>) {
     throw shareError('ERR_BAD_OPTION', `options must be an object with a capacity, got ${describe(options)}`);
   }
   const capacity = parseCapacity(options.capacity);
-  const integer = (name: string, value: unknown, fallback: number, max: number): number => {
-    if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-      throw shareError('ERR_BAD_OPTION', `${name} must be an integer from 1 to ${max}, got ${describe(value)}`);
-    }
-    return value;
-  };
-  const maxKey = integer('maxKeySize', options.maxKeySize, DEFAULT_MAX_KEY, MAX_KEY_LIMIT);
-  const maxEntries = integer(
+  const maxKey = checkMaxKeySize(options.maxKeySize);
+  const maxEntries = checkCount(
     'maxEntries',
     options.maxEntries,
     Math.floor(capacity / BYTES_PER_DEFAULT_ENTRY),
@@ -83,7 +74,7 @@ export function planMap(options: SharedMapOptions<unknown>) {
   const slots = slotsFor(maxEntries);
   const chunks = chunksFor(capacity, slots);
   const room = chunks * CHUNK - RECORD_HEADER - maxKey;
-  const maxValue = integer(
+  const maxValue = checkCount(
     'maxValueSize',
     options.maxValueSize,
     Math.min(DEFAULT_MAX_VALUE, Math.floor(room / 4)),

@@ -2,10 +2,8 @@
 // within Redis's limit, decoded or ERR_BAD_HANDLE), in one place.
 import { type Codec, encodeValue } from '../codec.js';
 import { describe, shareError } from '../errors.js';
-import { MAX_KEY_LIMIT } from '../map/layout.js';
 
 const DEFAULT_LEASE_MS = 10_000;
-const DEFAULT_MAX_KEY = 1024;
 // Redis's limit on one string.
 const MAX_VALUE_BYTES = 512 * 2 ** 20;
 
@@ -27,16 +25,6 @@ export function checkLease(lease: unknown = DEFAULT_LEASE_MS): number {
     );
   }
   return Math.round(lease);
-}
-
-export function checkMaxKeySize(maxKeySize: number = DEFAULT_MAX_KEY): number {
-  if (!Number.isInteger(maxKeySize) || maxKeySize < 1 || maxKeySize > MAX_KEY_LIMIT) {
-    throw shareError(
-      'ERR_BAD_OPTION',
-      `maxKeySize must be an integer from 1 to ${MAX_KEY_LIMIT}, got ${describe(maxKeySize)}`,
-    );
-  }
-  return maxKeySize;
 }
 
 export function checkFunction(name: string, value: unknown): void {

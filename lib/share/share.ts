@@ -1,14 +1,15 @@
 // MmapShare: one structured value shared by processes and threads, behind flock.
-import type { ChangesOptions, LockAsyncOptions, LockInfo, Share, WatchOptions } from './api.js';
-import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from './codec.js';
-import { describe, shareError } from './errors.js';
-import { RegionHandle } from './handle.js';
-import { commit, MAX_SIZE, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
-import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from './lock.js';
-import { checkTimeout } from './options.js';
-import { pollUntil } from './wait.js';
-import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from './region.js';
-import { changes, checkInterval, watch } from './watch.js';
+import type { ChangesOptions, LockAsyncOptions, LockInfo, Share, WatchOptions } from '../api.js';
+import { type Codec, codecId, type CodecOption, deepFreeze, encodeValue, resolveCodec } from '../codec.js';
+import { describe, shareError } from '../errors.js';
+import { RegionHandle } from '../handle.js';
+import { MAX_SIZE } from '../layout.js';
+import { commit, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
+import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from '../lock.js';
+import { checkTimeout } from '../options.js';
+import { pollUntil } from '../wait.js';
+import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from '../region.js';
+import { changes, checkInterval, watch } from '../watch.js';
 
 export interface CreateOptions<T> {
   /** Exports the handle as `MMAP_SHARE_<name>` in `process.env`, so forked children can `attach(name)`. */
