@@ -1,5 +1,5 @@
 // What `mmap-share inspect` reports of a region: its header, read without taking any lock, and its value; of a map,
-// its geometry, load and counts, and with `check`, what verify() finds.
+// its geometry, load and counts, with `check` what verify() finds, and on request its keys or one key's value.
 import { codecFor } from './codec.js';
 import { MmapShareError } from './errors.js';
 import { RACED, W_CODEC, W_LAYOUT } from './layout.js';
@@ -7,11 +7,12 @@ import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';
 import type { Verification } from './map/repair.js';
-import { attachRegion, closeRegion, type Region } from './region.js';
+import { attachRegion, closeRegion, envKey, isName, type Region } from './region.js';
 import { readUnlocked, W_COMMIT, W_LENGTH_0 } from './share/layout.js';
 
 export interface Inspection {
   kind: 'share';
+  /** What another process attaches by: the handle given (for a name, the one it stands for), or the absolute path. */
   handle: string;
   layout: number;
   size: number;
@@ -27,6 +28,7 @@ export interface Inspection {
 
 export interface MapInspection {
   kind: 'map';
+  /** As in Inspection. */
   handle: string;
   layout: number;
   /** Bytes of the region. */
@@ -45,26 +47,75 @@ export interface MapInspection {
   check?: Verification;
 }
 
+/** Some of a map's keys, in code unit order, and how many it holds. */
+export interface KeyListing {
+  handle: string;
+  keys: string[];
+  total: number;
+}
+
+/** One key of a map and its value; `value` is undefined when the key holds none (a map cannot store undefined). */
+export interface Lookup {
+  handle: string;
+  key: string;
+  value: unknown;
+}
+
 const READ_TRIES = 20;
 
 /** Reports on the region `ref`; for a map with `check`, runs verify(), which takes the lock. */
 export function inspectRegion(ref: string, check = false): Inspection | MapInspection {
+  return withRegion(ref, (region, handle) =>
+    region.kind === 'map' ? inspectMap(region, handle, ref, check) : inspectShare(region, handle),
+  );
+}
+
+/** The first `limit` keys of the map `ref` in code unit order, and how many there are; undefined if it is no map. */
+export function mapKeys(ref: string, limit: number): KeyListing | undefined {
+  return withMap(ref, (map, handle) => {
+    // keys() reads without the lock and counts no use, so the listing leaves recency and counts as they were.
+    const keys = [...map.keys()].sort();
+    return { handle, keys: keys.slice(0, limit), total: keys.length };
+  });
+}
+
+/** The value of `key` in the map `ref`; undefined if it is no map. */
+export function mapValue(ref: string, key: string): Lookup | undefined {
+  // peek(), not get(): looking must not make the key recently used, nor count as a hit or miss.
+  return withMap(ref, (map, handle) => ({ handle, key, value: map.peek(key) }));
+}
+
+function withRegion<R>(ref: string, work: (region: Region, handle: string) => R): R {
   const region = attachRegion(ref);
   try {
-    return region.kind === 'map' ? inspectMap(region, ref, check) : inspectShare(region);
+    // Attached by handle, the region's own handle names this process's descriptor, which dies with it.
+    const given = isName(ref) ? process.env[envKey(ref)]! : ref;
+    return work(region, region.handle.startsWith('/') ? region.handle : given);
   } finally {
     closeRegion(region);
   }
 }
 
-function inspectMap(region: Region, ref: string, check: boolean): MapInspection {
+function withMap<R>(ref: string, work: (map: SharedMap, handle: string) => R): R | undefined {
+  return withRegion(ref, (region, handle) => {
+    if (region.kind !== 'map') return undefined;
+    const map = SharedMap.attach(ref);
+    try {
+      return work(map, handle);
+    } finally {
+      map.close();
+    }
+  });
+}
+
+function inspectMap(region: Region, handle: string, ref: string, check: boolean): MapInspection {
   const view = attachView(region.bytes, ref);
   const map = SharedMap.attach(ref);
   try {
     const stats = map.stats();
     return {
       kind: 'map',
-      handle: region.handle,
+      handle,
       layout: Atomics.load(region.words, W_LAYOUT),
       size: region.size,
       slots: view.slots,
@@ -90,11 +141,11 @@ function codecName(words: Uint32Array): string {
   }
 }
 
-function inspectShare(region: Region): Inspection {
+function inspectShare(region: Region, handle: string): Inspection {
   const words = region.words;
   const inspection: Inspection = {
     kind: 'share',
-    handle: region.handle,
+    handle,
     layout: Atomics.load(words, W_LAYOUT),
     size: region.size,
     version: Atomics.load(words, W_COMMIT),
