@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'ERR_CLOSED'
   | 'ERR_CODEC_MISMATCH'
   | 'ERR_NATIVE_ADDON'
-  | 'ERR_CONNECTION';
+  | 'ERR_CONNECTION'
+  | 'ERR_MISSING_PEER';
 
 // Codes whose errors are also the matching built-in, so `instanceof RangeError` works as it does for Node's own errors.
 const rangeCodes: ReadonlySet<ErrorCode> = new Set(['ERR_BAD_SIZE', 'ERR_VALUE_TOO_LARGE']);

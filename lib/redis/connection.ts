@@ -1,7 +1,7 @@
 // One connection to Redis for a RedisShare or RedisMap: every command goes through call(), which gives replies as
 // Buffers, fails fast while the connection is down instead of queueing, and turns client errors into coded ones.
-import { createClient, type RedisClientType, RESP_TYPES } from 'redis';
-import { MmapShareError, shareError } from '../errors.js';
+import type { RedisClientOptions, RedisClientType } from 'redis';
+import { errnoOf, MmapShareError, shareError } from '../errors.js';
 
 /** Where to reach Redis: a URL, or a node-redis client whose options a connection of our own copies. */
 export interface RedisOptions {
@@ -38,26 +38,27 @@ export class Connection {
     if (typeof timeout !== 'number' || !(timeout > 0)) {
       throw shareError('ERR_BAD_OPTION', `commandTimeout must be a positive number of milliseconds`);
     }
-    // Commands sent while the connection is down fail at once (a coded error, never a hang); the client reconnects
-    // by itself, and the next command after that goes through.
-    const own = {
-      disableOfflineQueue: true,
-      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, LONGEST_RECONNECT_MS) },
-      commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer, [RESP_TYPES.SIMPLE_STRING]: Buffer } },
-    };
-    const client = (options.client === undefined
-      ? createClient({ url: options.url ?? 'redis://127.0.0.1:6379', ...own })
-      : options.client.duplicate({
-          ...(options.url === undefined ? {} : { url: options.url }),
-          ...own,
-        })) as unknown as RedisClientType;
-    return new Connection(await connect(client, timeout), timeout);
+    const { createClient } = loadRedis();
+    const { client, url } = options;
+    const made = await connect(
+      (own) =>
+        client === undefined
+          ? (createClient({ url: url ?? 'redis://127.0.0.1:6379', ...own }) as unknown as RedisClientType)
+          : // The client's socket options (host, port, tls) are kept, unless the url says where instead.
+            (client.duplicate({ ...(url === undefined ? {} : { url }), ...own }) as unknown as RedisClientType),
+      url === undefined ? client?.options?.socket : undefined,
+      timeout,
+    );
+    return new Connection(made, timeout);
   }
 
   /** Runs one command; its reply with every string as a Buffer. */
   async call(args: (string | Buffer)[]): Promise<Reply> {
+    // Between tries to connect again, node-redis would say "The client is closed": the socket's error says why.
+    if (!this.#client.isOpen) throw connectionError(lost.get(this.#client) ?? new Error('the connection is closed'));
     try {
       // The client's own timeout ends only a command still waiting to be written, not one waiting for its answer.
+      // Ours also holds the process open until the answer comes: the socket, unreferenced, does not.
       return await withTimeout(this.#client.sendCommand<Reply>(args), this.#timeout);
     } catch (error) {
       throw connectionError(error);
@@ -91,7 +92,8 @@ export class Connection {
   /** Calls `listener` for every message on `channel`, on a second connection; returns what unsubscribes. */
   async subscribe(channel: string, listener: (message: Buffer) => void): Promise<() => Promise<void>> {
     // One connection for every subscription, made once even when two calls ask for it at once.
-    this.#subscriber ??= connect(this.#client.duplicate() as RedisClientType, this.#timeout).catch((error) => {
+    const duplicate = (own: Own) => this.#client.duplicate(own) as unknown as RedisClientType;
+    this.#subscriber ??= connect(duplicate, this.#client.options?.socket, this.#timeout).catch((error) => {
       this.#subscriber = undefined;
       throw error;
     });
@@ -109,30 +111,87 @@ export class Connection {
   /** Closes the connections; one with grants still to give back stays, unreferenced, until they are or lapse. */
   async close(): Promise<void> {
     const subscriber = await this.#subscriber?.catch(() => undefined);
-    if (subscriber?.isOpen) subscriber.destroy();
+    if (subscriber !== undefined) end(subscriber);
     this.#closing = true;
     if (this.#undo.length === 0) return this.#end();
-    this.#client.unref();
     setTimeout(() => this.#end(), Math.max(...this.#undo.map((undo) => undo.lapses)) - Date.now()).unref();
   }
 
   #end(): void {
     if (this.#undo.length === 0 || Date.now() >= Math.max(...this.#undo.map((undo) => undo.lapses))) {
       this.#undo = [];
-      if (this.#client.isOpen) this.#client.destroy();
+      end(this.#client);
     }
   }
 }
 
-// Connects `client`; errors of the connection itself are reported by the commands that meet them.
-async function connect(client: RedisClientType, timeout: number): Promise<RedisClientType> {
+type Redis = typeof import('redis');
+let redis: Redis | undefined;
+
+// The optional peer is loaded by the first connection: mmap-share/redis imports without it, and says what to install.
+function loadRedis(): Redis {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- on first use, as lib/codec.ts loads msgpackr
+    return (redis ??= require('redis') as Redis);
+  } catch (error) {
+    if (errnoOf(error) !== 'MODULE_NOT_FOUND') throw error;
+    throw shareError(
+      'ERR_MISSING_PEER',
+      'mmap-share/redis needs the redis package, its peer: npm install redis',
+      error,
+    );
+  }
+}
+
+type Own = RedisClientOptions & Required<Pick<RedisClientOptions, 'socket'>>;
+
+// Clients we destroyed: a connection lost is made again only for a client still in use.
+const ended = new WeakSet<RedisClientType>();
+// Why each client's connection was lost last, while it is being made again.
+const lost = new WeakMap<RedisClientType, unknown>();
+
+function end(client: RedisClientType): void {
+  ended.add(client);
+  client.destroy();
+}
+
+/**
+ * Makes a client with `make` from the options every connection of ours has, and connects it. A first connection
+ * that fails (refused, say) is reported at once: trying again until commandTimeout would only hide the cause.
+ * Commands sent while the connection is down fail at once (a coded error, never a hang), and a connection lost is
+ * made again by itself, the next command after that going through. Errors of the connection then are reported by
+ * the commands that meet them.
+ */
+async function connect(
+  make: (own: Own) => RedisClientType,
+  socket: RedisClientOptions['socket'],
+  timeout: number,
+): Promise<RedisClientType> {
+  const { RESP_TYPES } = loadRedis();
+  const client = make({
+    disableOfflineQueue: true,
+    // node-redis waits between tries on a timer that holds the process open: it gives up at once instead, and the
+    // tries again are ours, on timers that do not.
+    socket: { ...socket, reconnectStrategy: (_retries, cause) => cause },
+    commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer, [RESP_TYPES.SIMPLE_STRING]: Buffer } },
+  } as Own);
   client.on('error', () => {});
   try {
     await withTimeout(client.connect(), timeout);
   } catch (error) {
-    client.destroy();
+    end(client);
     throw connectionError(error);
   }
+  let retries = 0;
+  client.on('ready', () => (retries = 0));
+  // Each try that fails ends the client again, and so schedules the next.
+  client.on('terminated', (cause: unknown) => {
+    lost.set(client, cause);
+    const wait = Math.min(50 * 2 ** retries++, LONGEST_RECONNECT_MS);
+    setTimeout(() => ended.has(client) || client.connect().catch(() => {}), wait).unref();
+  });
+  // An idle connection lets the process end, as an unclosed SharedMap does; a watcher does not hold it open either.
+  client.unref();
   return client;
 }
 
@@ -143,7 +202,9 @@ export function text(reply: Reply): string | undefined {
 
 function connectionError(error: unknown): Error {
   if (error instanceof MmapShareError) return error;
-  return shareError('ERR_CONNECTION', `Redis: ${(error as Error).message ?? String(error)}`, error);
+  // A connection our reconnect strategy gave up on wraps the socket's error: that is the cause (ECONNREFUSED).
+  const cause = (error as { socketError?: unknown } | undefined)?.socketError ?? error;
+  return shareError('ERR_CONNECTION', `Redis: ${(cause as Error).message ?? String(cause)}`, cause);
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
