@@ -49,17 +49,17 @@ export interface FetchOptions extends SetOptions {
 /** How `fetch()` computes a missing value of `key`; `signal` aborts once every call waiting for it gave up. */
 export type Compute<V> = (key: string, options: { signal?: AbortSignal }) => V | Promise<V>;
 
-/** One shared value: MmapShare and RedisShare. */
-export interface Share<T> {
-  get(): Awaitable<T | undefined>;
+/** One shared value: MmapShare and RedisShare. Reads give `Unset` before the first set. */
+export interface Share<T, Unset extends undefined = undefined> {
+  get(): Awaitable<T | Unset>;
   set(value: T): Awaitable<void>;
-  update(fn: (current: T | undefined) => T): Awaitable<T>;
+  update(fn: (current: T | Unset) => T): Awaitable<T>;
   lock(): Awaitable<LockInfo>;
   tryLock(): Awaitable<LockInfo | undefined>;
   lockAsync(options?: LockAsyncOptions): Promise<LockInfo>;
   unlock(): Awaitable<void>;
-  watch(listener: (value: T | undefined, version: number) => void, options?: WatchOptions): () => void;
-  changes(options?: ChangesOptions): AsyncGenerator<T | undefined>;
+  watch(listener: (value: T | Unset, version: number) => void, options?: WatchOptions): () => void;
+  changes(options?: ChangesOptions): AsyncGenerator<T | Unset>;
   readonly version: Awaitable<number>;
   readonly closed: boolean;
   close(): Awaitable<void>;
@@ -68,8 +68,12 @@ export interface Share<T> {
 /** The counts both map backends keep for the whole cluster. */
 export interface CacheStats {
   entries: number;
+  /** Reads that found a value; a fetch() that found one. */
   hits: number;
+  /** Reads that found none; a fetch() that computed the value. */
   misses: number;
+  /** fetch() calls given the value another computation made: another call's on this instance, or another process's. */
+  coalesced: number;
   sets: number;
   deletes: number;
 }
@@ -82,7 +86,8 @@ export interface Cache<V> {
   set(key: string, value: V, options?: SetOptions): Awaitable<this>;
   delete(key: string): Awaitable<boolean>;
   update(key: string, fn: (current: V | undefined) => V | undefined, options?: SetOptions): Awaitable<V | undefined>;
-  fetch(key: string, compute: Compute<V>, options?: FetchOptions): Promise<V | undefined>;
+  fetch(key: string, compute: Compute<V>, options?: FetchOptions): Promise<V>;
+  fetch(key: string, compute: Compute<V | undefined>, options?: FetchOptions): Promise<V | undefined>;
   clear(): Awaitable<void>;
   keys(): Iterable<string> | AsyncIterable<string>;
   stats(): Awaitable<CacheStats>;

@@ -224,7 +224,7 @@ function mapAsText(report: MapInspection): string {
     `version  ${report.version}`,
     `codec    ${report.codec}`,
     `lock     ${holder}`,
-    `counts   ${stats.hits} hits, ${stats.misses} misses, ${stats.sets} sets, ${stats.deletes} deletes, ${stats.evictions} evictions, ${stats.expirations} expirations, ${stats.repairs} repairs`,
+    `counts   ${stats.hits} hits, ${stats.misses} misses, ${stats.coalesced} coalesced, ${stats.sets} sets, ${stats.deletes} deletes, ${stats.evictions} evictions, ${stats.expirations} expirations, ${stats.repairs} repairs`,
     ...check,
     '',
   ].join('\n');

@@ -45,11 +45,18 @@ class Flight<R> implements FlightControl {
 /** The runs under way, by key. */
 export class Flights<R> {
   readonly #flights = new Map<string, Flight<R>>();
+  readonly #joined: () => void | Promise<void>;
+
+  /** `joined` runs for each call given the value of a run it did not start (to count it as coalesced), before it resolves. */
+  constructor(joined: () => void | Promise<void>) {
+    this.#joined = joined;
+  }
 
   /**
    * The result of `run` for `key`, started now unless a run for it is under way. This call alone rejects with
    * ERR_LOCK_TIMEOUT after `timeout` ms spent waiting for a computation it did not run, and with the reason of
-   * `signal` when that aborts.
+   * `signal` when that aborts. A call that joined a run giving undefined (a compute that stored nothing) starts a run
+   * of its own, so that a call whose compute always gives a value never gets undefined.
    */
   join(
     key: string,
@@ -63,6 +70,7 @@ export class Flights<R> {
     const started = current === undefined || current.signal.aborted;
     const joined = started ? this.#start(key, run) : current;
     joined.waiting++;
+    const deadline = performance.now() + timeout;
     return new Promise<R>((resolve, reject) => {
       let settled = false;
       const leave = (settle: () => void) => {
@@ -89,7 +97,13 @@ export class Flights<R> {
       const timer = timeout === Infinity ? undefined : setTimeout(onTimeout, timeout);
       signal?.addEventListener('abort', onAbort, { once: true });
       joined.done.then(
-        (value) => leave(() => resolve(value)),
+        (value) =>
+          leave(() => {
+            if (started) return resolve(value);
+            if (value === undefined)
+              return resolve(this.join(key, Math.max(0, deadline - performance.now()), signal, run));
+            resolve(Promise.resolve(this.#joined()).then(() => value));
+          }),
         (error: unknown) => leave(() => reject(error)),
       );
     });

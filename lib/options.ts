@@ -1,5 +1,6 @@
 // Checks of the options both backends take, in a module that loads no native addon, so the Redis entry loads none.
-import { describe, shareError } from './errors.js';
+import type { ChangesOptions, FetchOptions, LockAsyncOptions, SetOptions, WatchOptions } from './api.js';
+import { describe, type MmapShareError, shareError } from './errors.js';
 import { MAX_KEY_LIMIT } from './map/layout.js';
 
 const DEFAULT_MAX_KEY = 1024;
@@ -30,4 +31,73 @@ export function checkCount(name: string, value: unknown, fallback: number, max: 
 /** The UTF-8 bytes of one key at most, on either backend. */
 export function checkMaxKeySize(maxKeySize: unknown): number {
   return checkCount('maxKeySize', maxKeySize, DEFAULT_MAX_KEY, MAX_KEY_LIMIT);
+}
+
+/** Why `key` is no key of a map whose keys take `maxKey` UTF-8 bytes at most, on either backend; else undefined. */
+export function keyFault(key: unknown, maxKey: number): MmapShareError | undefined {
+  if (typeof key !== 'string') return shareError('ERR_BAD_KEY', `a key must be a string, got ${describe(key)}`);
+  const bytes = Buffer.byteLength(key);
+  if (bytes > maxKey) return shareError('ERR_BAD_KEY', `a key may take ${maxKey} bytes of UTF-8, got ${bytes}`);
+  if (/\p{Cs}/u.test(key)) return shareError('ERR_BAD_KEY', 'a key must not hold a lone surrogate');
+  return undefined;
+}
+
+/** Every name an options object of type `O` may hold; the type makes the list complete and exact. */
+export type Names<O> = { readonly [K in keyof Required<O>]: true };
+
+export const LOCK_ASYNC_NAMES: Names<LockAsyncOptions> = { timeout: true, signal: true };
+export const WATCH_NAMES: Names<WatchOptions> = { interval: true };
+export const CHANGES_NAMES: Names<ChangesOptions> = { interval: true, signal: true };
+export const SET_NAMES: Names<SetOptions> = { ttl: true };
+export const FETCH_NAMES: Names<FetchOptions> = { ttl: true, timeout: true, signal: true };
+
+/**
+ * Refuses `options` unless it is an object whose own names are all in `names`: a misspelt option would otherwise
+ * be ignored without a word (a `tll` that leaves a map without expiry).
+ */
+export function checkNames(options: unknown, names: Names<object>): void {
+  if (typeof options !== 'object' || options === null) {
+    throw shareError('ERR_BAD_OPTION', `options must be an object, got ${describe(options)}`);
+  }
+  for (const name in options) {
+    if (Object.hasOwn(names, name) || !Object.hasOwn(options, name)) continue;
+    const known = Object.keys(names);
+    const near = closest(name, known);
+    throw shareError(
+      'ERR_BAD_OPTION',
+      near === undefined
+        ? `unknown option ${name}; the options here are ${known.join(', ')}`
+        : `unknown option ${name}; did you mean ${near}?`,
+    );
+  }
+}
+
+// The known name a typo most likely meant: the fewest edits (a swap of two neighbours counts as one), ignoring
+// case, and few enough that the names still look alike.
+function closest(name: string, known: readonly string[]): string | undefined {
+  const typed = name.toLowerCase();
+  let best: string | undefined;
+  let bestEdits = Math.min(2, Math.floor(typed.length / 3));
+  for (const candidate of known) {
+    const edits = distance(typed, candidate.toLowerCase());
+    if (edits <= bestEdits && (best === undefined || edits < bestEdits)) [best, bestEdits] = [candidate, edits];
+  }
+  return best;
+}
+
+// Optimal string alignment distance: insertions, deletions, substitutions and adjacent swaps.
+function distance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) rows[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = rows[i]!;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(row[j]!, rows[i - 2]![j - 2]! + 1);
+      }
+    }
+  }
+  return rows[a.length]![b.length]!;
 }

@@ -2,13 +2,13 @@
 // changes, a poll is one 32-bit load, with no system call and no decoding.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WatchOptions } from './api.js';
-import { shareError } from './errors.js';
+import { describe, shareError } from './errors.js';
 
-/** What watching needs of a share. */
-interface Watched<T> {
+/** What watching needs of a share whose get() gives `R`. */
+interface Watched<R> {
   readonly version: number;
   readonly closed: boolean;
-  get(): T | undefined;
+  get(): R;
 }
 
 const DEFAULT_INTERVAL_MS = 10;
@@ -18,16 +18,16 @@ export function checkInterval(options: WatchOptions): number {
   if (typeof interval !== 'number' || !(interval >= 1) || !Number.isFinite(interval)) {
     throw shareError(
       'ERR_BAD_OPTION',
-      `interval must be a finite number of milliseconds, at least 1, got ${String(interval)}`,
+      `interval must be a finite number of milliseconds, at least 1, got ${describe(interval)}`,
     );
   }
   return interval;
 }
 
 /** Calls `listener` after each change of version; returns the function that stops it. Keeps no process alive. */
-export function watch<T>(
-  share: Watched<T>,
-  listener: (value: T | undefined, version: number) => void,
+export function watch<R>(
+  share: Watched<R>,
+  listener: (value: R, version: number) => void,
   interval: number,
 ): () => void {
   let seen = share.version;
@@ -43,11 +43,7 @@ export function watch<T>(
 }
 
 /** The value after each change of version, the latest when several came between two pulls; ends on close. */
-export async function* changes<T>(
-  share: Watched<T>,
-  interval: number,
-  signal?: AbortSignal,
-): AsyncGenerator<T | undefined> {
+export async function* changes<R>(share: Watched<R>, interval: number, signal?: AbortSignal): AsyncGenerator<R> {
   let seen = share.version;
   for (;;) {
     while (!share.closed && share.version === seen) await sleep(interval, undefined, { signal, ref: false });

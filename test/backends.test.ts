@@ -162,6 +162,27 @@ describe.each(backends)('$name: a map', (backend) => {
     expect(await map.stats()).toMatchObject({ entries: 0, hits: 1, misses: 1, sets: 1, deletes: 1 });
   });
 
+  it('counts a fetch() given the value another computation made as coalesced, not as a miss', async () => {
+    const [map, other] = await backend.map<number>();
+    let computed = 0;
+    let finish = () => {};
+    const started = new Promise<void>((resolve) => {
+      const compute = () => (computed++, resolve(), new Promise<number>((done) => (finish = () => done(7))));
+      void map.fetch('k', compute);
+    });
+    await started;
+    const compute = () => (computed++, 0);
+    const calls = Array.from({ length: 49 }, (_, i) => (i % 2 ? map : other).fetch('k', compute));
+    await sleep(100);
+    finish();
+    expect(await Promise.all(calls)).toStrictEqual(Array<number>(49).fill(7));
+    expect(await map.fetch('k', compute)).toBe(7);
+    expect(computed).toBe(1);
+    expect(await map.stats()).toMatchObject({ hits: 1, misses: 1, coalesced: 49 });
+    expect(await other.fetch('gone', () => undefined)).toBeUndefined();
+    expect(await other.stats()).toMatchObject({ hits: 1, misses: 2, coalesced: 49 });
+  });
+
   it('updates atomically, and an update to undefined deletes', async () => {
     const [map, other] = await backend.map<number>();
     await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? map : other).update('n', (n) => (n ?? 0) + 1)));

@@ -99,7 +99,7 @@ describe('mmap-share inspect', () => {
     expect(stdout).toMatch(new RegExp(`^map {6}${map.handle}$`, 'm'));
     expect(stdout).toMatch(/^entries {2}100 of 8192 \(0 computing\), load 0\.9% of 10923 slots$/m);
     expect(stdout).toContain('eviction lru, ttl 5000 ms');
-    expect(stdout).toContain('counts   1 hits, 1 misses, 100 sets, 0 deletes');
+    expect(stdout).toContain('counts   1 hits, 1 misses, 0 coalesced, 100 sets, 0 deletes');
     expect(stdout).toContain('check    ok');
     const json = JSON.parse((await inspect('inspect', map.handle, '--json')).stdout);
     expect(json).toMatchObject({ kind: 'map', handle: map.handle, slots: 10923, stats: { entries: 100, bytes: 6400 } });

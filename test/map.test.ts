@@ -228,7 +228,7 @@ describe('SharedMap', () => {
       expect(cache.size).toBe(0);
     }
     expectTypeOf(ours.get).returns.toEqualTypeOf<number | undefined>();
-    expectTypeOf(ours.fetch).returns.toEqualTypeOf<Promise<number | undefined>>();
+    expectTypeOf(() => ours.fetch('a', () => 1)).returns.toEqualTypeOf<Promise<number>>();
   });
 
   it('is refused by MmapShare.attach(), and an MmapShare region by SharedMap.attach()', () => {

@@ -27,7 +27,7 @@ describe('types of mmap-share', () => {
   it('the classes implement Share<T> and Cache<V>', () => {
     expectTypeOf<MmapShare<number>>().toExtend<Share<number>>();
     expectTypeOf<SharedMap<number>>().toExtend<Cache<number>>();
-    expectTypeOf(MmapShare.create<number>).returns.toEqualTypeOf<MmapShare<number>>();
+    expectTypeOf((size: number) => MmapShare.create<number>(size)).returns.toEqualTypeOf<MmapShare<number>>();
     expectTypeOf(SharedMap.create<number>).returns.toEqualTypeOf<SharedMap<number>>();
   });
 
@@ -51,6 +51,7 @@ describe('types of mmap-share', () => {
       entries: number;
       hits: number;
       misses: number;
+      coalesced: number;
       sets: number;
       deletes: number;
     }>();
@@ -69,8 +70,8 @@ describe('types of mmap-share', () => {
     expectTypeOf<Compute<number>>().toEqualTypeOf<
       (key: string, options: { signal?: AbortSignal }) => number | Promise<number>
     >();
-    expectTypeOf<SharedMap<number>['fetch']>().parameter(1).toEqualTypeOf<Compute<number>>();
-    expectTypeOf<Cache<number>['fetch']>().parameter(1).toEqualTypeOf<Compute<number>>();
+    expectTypeOf((map: SharedMap<number>, compute: Compute<number>) => map.fetch('k', compute)).toBeFunction();
+    expectTypeOf((map: Cache<number>, compute: Compute<number>) => map.fetch('k', compute)).toBeFunction();
   });
 
   it('LockInfo tells whether the previous holder died, and names it when it did', () => {
@@ -83,9 +84,29 @@ describe('types of mmap-share', () => {
     expectTypeOf<Share<number>['lock']>().returns.toEqualTypeOf<Awaitable<LockInfo>>();
   });
 
-  it('fetch() resolves to the value, or undefined', () => {
-    expectTypeOf<SharedMap<number>['fetch']>().returns.toEqualTypeOf<Promise<number | undefined>>();
-    expectTypeOf<Cache<number>['fetch']>().returns.toEqualTypeOf<Promise<number | undefined>>();
+  it('fetch() resolves to what compute returns: the value, or undefined only when compute may return it', () => {
+    expectTypeOf((map: SharedMap<number>) => map.fetch('k', () => 1)).returns.toEqualTypeOf<Promise<number>>();
+    expectTypeOf((map: Cache<number>) => map.fetch('k', async () => 1)).returns.toEqualTypeOf<Promise<number>>();
+    const maybe = async (): Promise<number | undefined> => undefined;
+    expectTypeOf((map: SharedMap<number>) => map.fetch('k', maybe)).returns.toEqualTypeOf<
+      Promise<number | undefined>
+    >();
+    expectTypeOf((map: Cache<number>) => map.fetch('k', maybe)).returns.toEqualTypeOf<Promise<number | undefined>>();
+  });
+
+  it('a share created with a value reads T, never undefined; one created without, or attached, T | undefined', () => {
+    const made = () => MmapShare.create(64, { value: { logLevel: 'info' } });
+    expectTypeOf(made).returns.toEqualTypeOf<MmapShare<{ logLevel: string }, never>>();
+    expectTypeOf<MmapShare<number, never>['get']>().returns.toEqualTypeOf<number>();
+    expectTypeOf<MmapShare<number, never>['snapshot']>().returns.toEqualTypeOf<Readonly<number>>();
+    expectTypeOf<MmapShare<number, never>['watch']>()
+      .parameter(0)
+      .toEqualTypeOf<(value: number, version: number) => void>();
+    expectTypeOf<MmapShare<number, never>['changes']>().returns.toEqualTypeOf<AsyncGenerator<number>>();
+    expectTypeOf<MmapShare<number, never>>().toExtend<Share<number, never>>();
+    expectTypeOf(() => MmapShare.create<number>(64)).returns.toEqualTypeOf<MmapShare<number>>();
+    expectTypeOf<MmapShare<number>['get']>().returns.toEqualTypeOf<number | undefined>();
+    expectTypeOf(() => MmapShare.attach<number>('h')).returns.toEqualTypeOf<MmapShare<number>>();
   });
 
   it('the CommonJS and ESM declarations agree', () => {
@@ -107,7 +128,9 @@ describe('types of mmap-share/redis', () => {
     expectTypeOf<redis.Cache<number>>().toEqualTypeOf<Cache<number>>();
     expectTypeOf<redis.CacheStats>().toEqualTypeOf<CacheStats>();
     expectTypeOf<redis.Awaitable<number>>().toEqualTypeOf<Awaitable<number>>();
-    expectTypeOf(redis.RedisShare.create<number>).returns.toEqualTypeOf<Promise<redis.RedisShare<number>>>();
+    expectTypeOf((key: string) => redis.RedisShare.create<number>(key)).returns.toEqualTypeOf<
+      Promise<redis.RedisShare<number>>
+    >();
     expectTypeOf(redis.RedisMap.create<number>).returns.toEqualTypeOf<Promise<redis.RedisMap<number>>>();
   });
 
@@ -127,7 +150,7 @@ describe('types of mmap-share/redis', () => {
 
   it('Compute<V> is the fetch() callback', () => {
     expectTypeOf<redis.Compute<number>>().toEqualTypeOf<Compute<number>>();
-    expectTypeOf<redis.RedisMap<number>['fetch']>().parameter(1).toEqualTypeOf<redis.Compute<number>>();
+    expectTypeOf((map: redis.RedisMap<number>, compute: Compute<number>) => map.fetch('k', compute)).toBeFunction();
   });
 
   it('lock results are LockInfo', () => {
@@ -136,8 +159,12 @@ describe('types of mmap-share/redis', () => {
     expectTypeOf<redis.RedisShare['lockAsync']>().returns.toEqualTypeOf<Promise<LockInfo>>();
   });
 
-  it('fetch() resolves to the value, or undefined', () => {
-    expectTypeOf<redis.RedisMap<number>['fetch']>().returns.toEqualTypeOf<Promise<number | undefined>>();
+  it('fetch() resolves to what compute returns', () => {
+    expectTypeOf((map: redis.RedisMap<number>) => map.fetch('k', () => 1)).returns.toEqualTypeOf<Promise<number>>();
+    const maybe = (): number | undefined => undefined;
+    expectTypeOf((map: redis.RedisMap<number>) => map.fetch('k', maybe)).returns.toEqualTypeOf<
+      Promise<number | undefined>
+    >();
   });
 
   it('the CommonJS and ESM declarations agree', () => {

@@ -55,7 +55,9 @@ if (cluster.isPrimary) {
     }
     const stats = cache.stats();
     console.log(`computations: ${computed}, evictions: ${stats.evictions}, entries: ${stats.entries}`);
-    console.log(`cluster: ${stats.hits} hits, ${stats.misses} misses, ${stats.sets} sets`);
+    console.log(
+      `cluster: ${stats.hits} hits, ${stats.misses} misses, ${stats.coalesced} coalesced, ${stats.sets} sets`,
+    );
   });
 } else {
   const cache = SharedMap.attach('cluster_cache');

@@ -5,15 +5,23 @@ import {
   COUNTER_ROWS,
   COUNTERS_BYTES,
   type Exclusive,
+  F_COALESCED,
   F_HITS,
   F_MISSES,
   type MapView,
 } from './layout.js';
 
-// The float64 index of a counter row's hits (misses follow), and the word index of its pid (its start follows).
+/** What a counted read found: the value, no value, or (fetch() only) the value another computation made. */
+export type Outcome = 'hits' | 'misses' | 'coalesced';
+const OUTCOMES = ['hits', 'misses', 'coalesced'] as const;
+// Per outcome: its float64 in a counter row, from the row's first, and its float64 of the folded totals.
+const IN_ROW = { coalesced: 1, hits: 2, misses: 3 } as const;
+const TOTAL = { hits: F_HITS, misses: F_MISSES, coalesced: F_COALESCED } as const;
+
+// A counter row: the word index of its pid (its start follows) and the float64 index of its first float64.
 interface Row {
   pid: number;
-  hits: number;
+  f64: number;
 }
 
 /** One instance's counts, in its own row so that no cache line is shared with another process's counting. */
@@ -23,57 +31,48 @@ export class Counters {
   // The row, taken at the first count; undefined before, or if none was free.
   #row: Row | undefined;
   #rowTaken = false;
-  #hits = 0;
-  #misses = 0;
+  readonly #counts: Record<Outcome, number> = { hits: 0, misses: 0, coalesced: 0 };
 
   constructor(view: MapView, exclusive: Exclusive) {
     this.#view = view;
     this.#exclusive = exclusive;
   }
 
-  count(hit: boolean): void {
-    const { f64 } = this.#view;
+  count(outcome: Outcome): void {
     if (!this.#rowTaken) this.#claimRow();
-    const row = this.#row;
-    if (hit) {
-      this.#hits++;
-      if (row !== undefined) f64[row.hits] = this.#hits;
-    } else {
-      this.#misses++;
-      if (row !== undefined) f64[row.hits + 1] = this.#misses;
-    }
+    const counted = ++this.#counts[outcome];
+    if (this.#row !== undefined) this.#view.f64[this.#row.f64 + IN_ROW[outcome]] = counted;
   }
 
-  /** The cluster's hits and misses: the folded totals, every live row, and this instance's counts if it has no row. */
-  totals(): { hits: number; misses: number } {
+  /** The cluster's counts: the folded totals, every live row, and this instance's counts if it has no row. */
+  totals(): Record<Outcome, number> {
     const { words, f64 } = this.#view;
-    let hits = f64[F_HITS]! + (this.#row === undefined ? this.#hits : 0);
-    let misses = f64[F_MISSES]! + (this.#row === undefined ? this.#misses : 0);
+    const own = this.#row === undefined;
+    const totals = { hits: 0, misses: 0, coalesced: 0 };
+    for (const outcome of OUTCOMES) totals[outcome] = f64[TOTAL[outcome]]! + (own ? this.#counts[outcome] : 0);
     for (let row = 0; row < COUNTER_ROWS; row++) {
       const at = rowIndex(row);
       if (Atomics.load(words, at.pid) === 0) continue;
-      hits += f64[at.hits]!;
-      misses += f64[at.hits + 1]!;
+      for (const outcome of OUTCOMES) totals[outcome] += f64[at.f64 + IN_ROW[outcome]]!;
     }
-    return { hits, misses };
+    return totals;
   }
 
   /** Whether there is anything for fold() to do. */
   get held(): boolean {
-    return this.#row !== undefined || this.#hits + this.#misses > 0;
+    return this.#row !== undefined || OUTCOMES.some((outcome) => this.#counts[outcome] > 0);
   }
 
   /** Adds this instance's counts to the totals and gives its row back. Under the lock. */
   fold(): void {
     const { f64, words } = this.#view;
-    f64[F_HITS]! += this.#hits;
-    f64[F_MISSES]! += this.#misses;
-    this.#hits = 0;
-    this.#misses = 0;
+    for (const outcome of OUTCOMES) {
+      f64[TOTAL[outcome]]! += this.#counts[outcome];
+      this.#counts[outcome] = 0;
+    }
     const row = this.#row;
     if (row === undefined) return;
-    f64[row.hits] = 0;
-    f64[row.hits + 1] = 0;
+    foldRow(f64, row, false);
     freeRow(words, row);
     this.#row = undefined;
   }
@@ -102,10 +101,7 @@ export class Counters {
       const pid = Atomics.load(words, at.pid);
       const start = Atomics.load(words, at.pid + 1);
       if (pid === 0 || start === 0 || !isGone({ id: pid, start })) continue;
-      f64[F_HITS]! += f64[at.hits]!;
-      f64[F_MISSES]! += f64[at.hits + 1]!;
-      f64[at.hits] = 0;
-      f64[at.hits + 1] = 0;
+      foldRow(f64, at, true);
       freeRow(words, at);
     }
   }
@@ -120,5 +116,13 @@ function freeRow(words: Uint32Array, at: Row): void {
 
 function rowIndex(row: number): Row {
   const byte = COUNTERS_BYTES + row * COUNTER_ROW_BYTES;
-  return { pid: byte >>> 2, hits: (byte + 16) >>> 3 };
+  return { pid: byte >>> 2, f64: byte >>> 3 };
+}
+
+// Empties a row's counts, adding them to the totals when `add` (a row of a thread that is gone).
+function foldRow(f64: Float64Array, at: Row, add: boolean): void {
+  for (const outcome of OUTCOMES) {
+    if (add) f64[TOTAL[outcome]]! += f64[at.f64 + IN_ROW[outcome]]!;
+    f64[at.f64 + IN_ROW[outcome]] = 0;
+  }
 }

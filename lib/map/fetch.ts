@@ -12,6 +12,7 @@ import { type Exclusive, expiresOf, FLAG_PENDING, isExpired, type MapView, setEx
 import { encodeFor, expiry } from './options.js';
 import { decodeLocked } from './reader.js';
 import { encoded, encodeKey, find, found, MISS, ownKey, RACED } from './table.js';
+import type { Outcome } from './counters.js';
 import { type Marker, markerBytes, markerOf, put, recordOf, remove } from './writer.js';
 
 // A fetch marker is a lease: its computing instance renews it every LEASE_MS / 3, so that a marker whose thread was
@@ -29,23 +30,25 @@ export interface MarkerHost<V> {
   /** The view, or ERR_CLOSED once the map is closed. */
   open(): MapView;
   closed(): boolean;
+  count(outcome: Outcome): void;
 }
 
 /** One map instance's fetches: its runs under way, and its markers in the map. */
 export class FetchMarkers<V> {
   readonly #host: MarkerHost<V>;
-  readonly #flights = new Flights<V | undefined>();
+  readonly #flights: Flights<V | undefined>;
   // This instance's fetch markers: key to token.
   readonly #markers = new Map<string, number>();
 
   constructor(host: MarkerHost<V>) {
     this.#host = host;
+    this.#flights = new Flights(() => host.count('coalesced'));
   }
 
   /** fetch() past its checks and a miss: joins this instance's run for `key`, or starts one. */
   fetch(
     key: string,
-    compute: Compute<V>,
+    compute: Compute<V | undefined>,
     ttl: number | undefined,
     timeout: number,
     signal: AbortSignal | undefined,
@@ -65,14 +68,18 @@ export class FetchMarkers<V> {
 
   async #fetchShared(
     name: string,
-    compute: Compute<V>,
+    compute: Compute<V | undefined>,
     ttl: number | undefined,
     control: FlightControl,
   ): Promise<V | undefined> {
-    for (;;) {
+    for (let waited = false; ; waited = true) {
       const claim = this.#claim(name);
-      if (claim.kind === 'value') return claim.value;
+      if (claim.kind === 'value') {
+        this.#host.count(waited ? 'coalesced' : 'hits');
+        return claim.value;
+      }
       if (claim.kind === 'mine') {
+        this.#host.count('misses');
         control.computing();
         return this.#compute(name, claim.token, compute, ttl, control.signal);
       }
@@ -123,7 +130,7 @@ export class FetchMarkers<V> {
   async #compute(
     name: string,
     token: number,
-    compute: Compute<V>,
+    compute: Compute<V | undefined>,
     ttl: number | undefined,
     signal: AbortSignal,
   ): Promise<V | undefined> {

@@ -26,8 +26,10 @@
 // | 192-255 (f24-31) | TTL, SETS,... | creator (TTL); writers              | float64: default ttl ms; sets, deletes,       |
 // |                  |               |                                     | evictions, expirations, hits and misses of    |
 // |                  |               |                                     | closed instances, repairs                     |
+// | 256-263 (f32)    | COALESCED     | writers, folding counter rows       | float64: fetches of closed instances given    |
+// |                  |               |                                     | the value another computation made            |
 // | 1024-4095        | COUNTERS      | each instance, its own row          | COUNTER_ROWS rows of 32 bytes: pid, start,    |
-// |                  |               |                                     | hits, misses (float64)                        |
+// |                  |               |                                     | coalesced, hits, misses (float64)             |
 // | 4096...          | index         | writer                              | SLOTS slots of 4 words: VER, HASH, HEAD,      |
 // |                  |               |                                     | STAMP (readers store CLOCK into it on a hit)  |
 // | then             | chunk table   | writer                              | CHUNKS words: next chunk of an entry or of    |
@@ -86,6 +88,7 @@ export const F_EXPIRATIONS = 28;
 export const F_HITS = 29;
 export const F_MISSES = 30;
 export const F_REPAIRS = 31;
+export const F_COALESCED = 32;
 
 export const COUNTERS_BYTES = 1024;
 export const COUNTER_ROW_BYTES = 32;

@@ -4,7 +4,7 @@ import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../ap
 import { type Codec, codecId, type CodecOption, deepFreeze, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
-import { checkTimeout } from '../options.js';
+import { checkNames, checkTimeout, FETCH_NAMES, type Names, SET_NAMES } from '../options.js';
 import { attachKind, closeRegion, createRegion, type Region } from '../region.js';
 import { Counters } from './counters.js';
 import { FetchMarkers } from './fetch.js';
@@ -36,6 +36,8 @@ import { encoded, encodeKey, find, found, MISS, ownKey, touch } from './table.js
 import { clear, put, recordOf, remove, sweep } from './writer.js';
 
 export { MAX_CAPACITY, MIN_CAPACITY, type SharedMapOptions } from './options.js';
+
+const ATTACH_NAMES: Names<{ codec?: unknown }> = { codec: true };
 
 /** Counts for the whole cluster: every process's hits and misses, and what writers did. */
 export interface MapStats extends CacheStats {
@@ -91,6 +93,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       optimistic: (tryOnce, locked) => this.#handle.optimistic(tryOnce, locked),
       open: () => this.#open(),
       closed: () => this.closed,
+      count: (outcome) => this.#counters.count(outcome),
     });
     const name = adopted === undefined ? options.name : undefined;
     this.#handle = new RegionHandle(region, 'SharedMap', name, () => repair(this.#view));
@@ -103,6 +106,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   /** Attaches to a map by `map.handle`, by a name given to `create()` in an ancestor, or by path. */
   static attach<V = unknown>(ref: string, options: { codec?: CodecOption<V> } = {}): SharedMap<V> {
+    checkNames(options, ATTACH_NAMES);
     SharedMap.#adopting = attachKind(ref, 'map', options.codec);
     return new SharedMap<V>(undefined as never);
   }
@@ -110,7 +114,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
   /** The value of `key`, freshly decoded; undefined when absent or expired. Takes no lock, makes no system call. */
   get(key: string): V | undefined {
     const value = this.#read(key, true, true);
-    this.#counters.count(value !== ABSENT);
+    this.#counters.count(value === ABSENT ? 'misses' : 'hits');
     return value === ABSENT ? undefined : value;
   }
 
@@ -141,7 +145,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       !isExpired(cached.expires)
     ) {
       touch(view, cached.slot);
-      this.#counters.count(true);
+      this.#counters.count('hits');
       return cached.value;
     }
     // Read before the entry: a renumbering between the two leaves the era stale, never the version.
@@ -164,6 +168,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
    */
   set(key: string, value: V, options: SetOptions = {}): this {
     const view = this.#open();
+    checkNames(options, SET_NAMES);
     if (value === undefined) {
       this.delete(key);
       return this;
@@ -205,6 +210,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
    */
   update(key: string, fn: (current: V | undefined) => V | undefined, options: SetOptions = {}): V | undefined {
     const view = this.#open();
+    checkNames(options, SET_NAMES);
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     const given = options.ttl === undefined ? undefined : expiry(view, options.ttl);
     encodeKey(key, view.maxKey);
@@ -235,17 +241,25 @@ export class SharedMap<V = unknown> implements Cache<V> {
   /**
    * The value of `key`; when it is absent, `compute(key)` runs in exactly one process of the cluster while the others
    * wait for its result, polling without blocking their event loop. If the computing thread dies, or its compute
-   * throws (which its own caller alone sees), a waiting process computes instead.
+   * throws (which its own caller alone sees), a waiting process computes instead. A compute that returns undefined
+   * stores nothing; fetch() then gives undefined.
    */
-  async fetch(key: string, compute: Compute<V>, options: FetchOptions = {}): Promise<V | undefined> {
+  async fetch(key: string, compute: Compute<V>, options?: FetchOptions): Promise<V>;
+  async fetch(key: string, compute: Compute<V | undefined>, options?: FetchOptions): Promise<V | undefined>;
+  async fetch(key: string, compute: Compute<V | undefined>, options: FetchOptions = {}): Promise<V | undefined> {
     this.#open();
+    checkNames(options, FETCH_NAMES);
     if (typeof compute !== 'function') {
       throw shareError('ERR_BAD_OPTION', `compute must be a function, got ${describe(compute)}`);
     }
     const timeout = checkTimeout(options.timeout);
     expiry(this.#view, options.ttl);
-    const hit = this.get(key);
-    if (hit !== undefined) return hit;
+    // Counted by how it ends: a hit here or when claiming, a miss when this call computes, else coalesced.
+    const hit = this.#read(key, true, true);
+    if (hit !== ABSENT) {
+      this.#counters.count('hits');
+      return hit;
+    }
     return this.#fetches.fetch(key, compute, options.ttl, timeout, options.signal);
   }
 
@@ -285,7 +299,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
   stats(): MapStats {
     const view = this.#open();
     const { words, f64 } = view;
-    const { hits, misses } = this.#counters.totals();
+    const { hits, misses, coalesced } = this.#counters.totals();
     return {
       entries: Atomics.load(words, W_ENTRIES),
       pending: Atomics.load(words, W_PENDING),
@@ -294,6 +308,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       capacity: view.chunks * CHUNK,
       hits,
       misses,
+      coalesced,
       sets: f64[F_SETS]!,
       deletes: f64[F_DELETES]!,
       evictions: f64[F_EVICTIONS]!,

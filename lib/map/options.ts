@@ -2,7 +2,7 @@
 // ttl given to a call.
 import { type Codec, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
-import { checkCount, checkMaxKeySize, checkTtl } from '../options.js';
+import { checkCount, checkMaxKeySize, checkNames, checkTtl, type Names } from '../options.js';
 import { checkPlacement } from '../region.js';
 import {
   CHUNK,
@@ -38,6 +38,18 @@ export interface SharedMapOptions<V> {
   codec?: CodecOption<V>;
 }
 
+const CREATE_NAMES: Names<SharedMapOptions<unknown>> = {
+  capacity: true,
+  maxEntries: true,
+  maxValueSize: true,
+  maxKeySize: true,
+  ttl: true,
+  eviction: true,
+  name: true,
+  path: true,
+  codec: true,
+};
+
 /** The smallest and largest `capacity`. */
 export const MIN_CAPACITY = 64 * 1024;
 export const MAX_CAPACITY = 2 ** 31 - 2 ** 16;
@@ -63,6 +75,7 @@ export function planMap(options: SharedMapOptions<unknown>) {
   if (typeof options !== 'object' || options === null) {
     throw shareError('ERR_BAD_OPTION', `options must be an object with a capacity, got ${describe(options)}`);
   }
+  checkNames(options, CREATE_NAMES);
   const capacity = parseCapacity(options.capacity);
   const maxKey = checkMaxKeySize(options.maxKeySize);
   const maxEntries = checkCount(

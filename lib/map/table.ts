@@ -1,6 +1,6 @@
 // Keys and the index: a key's bytes and hash, finding its slot with or without the lock, adding and removing slots.
 import { step } from '../crash.js';
-import { shareError } from '../errors.js';
+import { keyFault } from '../options.js';
 import {
   CHUNK,
   chunkWord,
@@ -26,7 +26,7 @@ export const encoded = { bytes: Buffer.allocUnsafe(MAX_KEY_LIMIT + 4), length: 0
 
 /** Encodes `value` as the current key, or throws ERR_BAD_KEY: not a string, too long, or with a lone surrogate. */
 export function encodeKey(value: unknown, maxKey: number): void {
-  if (typeof value !== 'string') throw shareError('ERR_BAD_KEY', `a key must be a string, got ${typeof value}`);
+  if (typeof value !== 'string') throw keyFault(value, maxKey)!;
   const { bytes } = encoded;
   let hash = 0x811c9dc5;
   let length = value.length;
@@ -40,12 +40,9 @@ export function encodeKey(value: unknown, maxKey: number): void {
   }
   if (!ascii) {
     length = bytes.write(value, 0, maxKey + 4, 'utf8');
-    // A string that did not fit wrote more than maxKey bytes: one character is at most 4 of them.
-    if (length > maxKey) {
-      throw shareError('ERR_BAD_KEY', `a key may take ${maxKey} bytes of UTF-8, got ${Buffer.byteLength(value)}`);
-    }
-    // UTF-8 turns a lone surrogate into U+FFFD, the same bytes as another key.
-    if (/\p{Cs}/u.test(value)) throw shareError('ERR_BAD_KEY', 'a key must not hold a lone surrogate');
+    // A string that did not fit wrote more than maxKey bytes (one character is at most 4 of them); UTF-8 turns a
+    // lone surrogate into U+FFFD, the same bytes as another key.
+    if (length > maxKey || /\p{Cs}/u.test(value)) throw keyFault(value, maxKey)!;
     hash = 0x811c9dc5;
     for (let i = 0; i < length; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
   }

@@ -2,10 +2,15 @@
 // within Redis's limit, decoded or ERR_BAD_HANDLE), in one place.
 import { type Codec, encodeValue } from '../codec.js';
 import { describe, shareError } from '../errors.js';
+import type { Names } from '../options.js';
+import type { RedisOptions } from './connection.js';
 
 const DEFAULT_LEASE_MS = 10_000;
 // Redis's limit on one string.
 const MAX_VALUE_BYTES = 512 * 2 ** 20;
+
+/** The names of RedisOptions, which every Redis entry point takes. */
+export const REDIS_NAMES: Names<RedisOptions> = { url: true, client: true, commandTimeout: true };
 
 export function checkKey(key: unknown): asserts key is string {
   // A brace would end the hash tag early, putting one share's keys in different Cluster slots.

@@ -1,35 +1,41 @@
 // RedisMap: the SharedMap API over Redis. Every method returns a promise; each entry is a Redis string of its own,
-// so TTL is Redis's, and eviction is the server's `maxmemory-policy` (allkeys-lru for a cache).
-//
-// | key           | type   | holds                                                                        |
-// |---------------|--------|------------------------------------------------------------------------------|
-// | {P}           | hash   | the record: c: the codec's name; t: the default ttl in ms (0: none); n: the  |
-// |               |        | version, +1 on every change; hits, misses, sets, deletes of the whole        |
-// |               |        | cluster; i:<id>:hits, i:<id>:misses...: how many of them the record holds   |
-// |               |        | from each live instance                                                      |
-// | {P}:e:<key>   | string | the encoded value of <key>, with its expiry                                  |
-// | {P}:f:<key>   | string | while one process computes <key> in fetch(): its token; expires after the   |
-// |               |        | lease unless renewed, so a computing process that dies is replaced           |
-//
-// Redis may drop the record like any other key: an allkeys-* policy evicts it (no key is out of its reach, and the
-// LRU clock is too coarse for a busy key to be safe; volatile-* spare it, having no ttl), FLUSHALL or a restart
-// without persistence loses it. Every live instance knows what it held, so every script that counts or changes
-// something makes it again (RECORD): codec and ttl as the instance has them, a version above any the lost record
-// reached, and the instance's own counts so far. A restart from an older snapshot brings back an older record: each
-// instance adds again what it counted since, and its version goes on from above any the instance saw.
-// attach() can make it from its options alone.
+// so TTL is Redis's, and eviction is the server's `maxmemory-policy` (allkeys-lru for a cache). Its keys in Redis,
+// and the scripts that change them, are in lib/redis/map-scripts.ts.
 import { randomBytes } from 'node:crypto';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { shareError } from '../errors.js';
 import { type FlightControl, Flights } from '../flight.js';
-import { checkMaxKeySize, checkTimeout, checkTtl } from '../options.js';
+import {
+  checkMaxKeySize,
+  checkNames,
+  checkTimeout,
+  checkTtl,
+  FETCH_NAMES,
+  keyFault,
+  type Names,
+  SET_NAMES,
+} from '../options.js';
 import { pollUntil } from '../wait.js';
-import { encodeKey } from '../map/table.js';
 import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../api.js';
-import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned } from './checks.js';
+import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
 import { type Connection, type RedisOptions, text } from './connection.js';
-import { CLOCK, Handle } from './handle.js';
+import { Handle } from './handle.js';
 import type { Lease } from './lease.js';
+import {
+  ATTACH,
+  BUMP,
+  CLAIM,
+  COUNTS,
+  CREATE,
+  DROP,
+  FETCHED,
+  GET,
+  PUT,
+  RENEW,
+  STATS,
+  SYNC,
+  VERSION,
+} from './map-scripts.js';
 
 export interface RedisMapOptions<V> extends RedisOptions {
   /** Milliseconds an entry lives when set() names no ttl; 0 for ever. Default: 0. */
@@ -53,104 +59,16 @@ export interface RedisMapAttachOptions<V> extends RedisOptions {
   lease?: number;
 }
 
-const COUNTS = ['hits', 'misses', 'sets', 'deletes'] as const;
+const CREATE_NAMES: Names<RedisMapOptions<unknown>> = {
+  ...REDIS_NAMES,
+  ttl: true,
+  codec: true,
+  maxKeySize: true,
+  lease: true,
+};
+const ATTACH_NAMES: Names<RedisMapAttachOptions<unknown>> = CREATE_NAMES;
+
 const SCAN_COUNT = '1000';
-
-// Makes the missing fields of the record KEYS[1]; a version made again, or gone below `seen` (a restart from an older
-// snapshot), goes on from the server's clock.
-const RESTORE = `${CLOCK}
-local function restore(codec, ttl, seen)
-  redis.call('HSETNX', KEYS[1], 'c', codec)
-  redis.call('HSETNX', KEYS[1], 't', ttl)
-  if tonumber(redis.call('HGET', KEYS[1], 'n') or '-1') < tonumber(seen) then redis.call('HSET', KEYS[1], 'n', clock()) end
-end`;
-
-// Starts every script that counts or changes something. The last 8 arguments: this instance's field prefix, its
-// codec's name, its default ttl, the highest version it has seen, and its hits, misses, sets and deletes so far. What
-// the record holds of them less than that, Redis lost (the record evicted, or restored from an older snapshot): it is
-// added again. count() counts in the totals and in the instance's own fields together.
-const RECORD = `${RESTORE}
-local r = #ARGV - 7
-for i, name in ipairs({'hits', 'misses', 'sets', 'deletes'}) do
-  local missing = tonumber(ARGV[r + 3 + i]) - tonumber(redis.call('HGET', KEYS[1], ARGV[r] .. name) or '0')
-  if missing > 0 then
-    redis.call('HINCRBY', KEYS[1], name, missing)
-    redis.call('HINCRBY', KEYS[1], ARGV[r] .. name, missing)
-  end
-end
-restore(ARGV[r + 1], ARGV[r + 2], ARGV[r + 3])
-local function count(name)
-  redis.call('HINCRBY', KEYS[1], name, 1)
-  redis.call('HINCRBY', KEYS[1], ARGV[r] .. name, 1)
-end
-`;
-
-const GET = `${RECORD}
-local value = redis.call('GET', KEYS[2])
-count(value and 'hits' or 'misses')
-return value`;
-
-// Sets (ARGV[1] = '1') or deletes the entry, when it still holds ARGV[2] (ARGV[3] = '1': present; '0': absent; '': any).
-// 0 when it did not; 1 when it changed the entry; 2 when there was nothing to delete.
-const PUT = `${RECORD}
-local current = redis.call('GET', KEYS[2])
-if ARGV[3] == '1' then
-  if current ~= ARGV[2] then return 0 end
-elseif ARGV[3] == '0' and current then return 0 end
-if ARGV[1] == '1' then
-  if ARGV[5] ~= '0' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) else redis.call('SET', KEYS[2], ARGV[4]) end
-  count('sets')
-elseif current then
-  redis.call('DEL', KEYS[2])
-  count('deletes')
-else
-  return 2
-end
-redis.call('HINCRBY', KEYS[1], 'n', 1)
-return 1`;
-
-// Ends a fetch() computation: drops its claim, and stores its value unless someone set one meanwhile.
-const FETCHED = `${RECORD}
-if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if ARGV[3] ~= '0' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[2], ARGV[2]) end
-count('sets')
-redis.call('HINCRBY', KEYS[1], 'n', 1)
-return 1`;
-
-const STATS = `${RECORD}
-return redis.call('HMGET', KEYS[1], 'hits', 'misses', 'sets', 'deletes')`;
-
-const VERSION = `${RECORD}
-return redis.call('HGET', KEYS[1], 'n')`;
-
-const BUMP = `${RECORD}
-return redis.call('HINCRBY', KEYS[1], 'n', 1)`;
-
-// The value of the entry if it has one; else 1 when this claim to compute it was taken, 0 when another holds one.
-const CLAIM = `
-local value = redis.call('GET', KEYS[1])
-if value then return value end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0`;
-
-const RENEW = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])`;
-
-const DROP = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
-const CREATE = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'c', ARGV[1], 't', ARGV[2], 'n', 0)
-return 1`;
-
-// The record's codec and ttl; made first from ARGV[1] (codec) and ARGV[2] (ttl), when given, if Redis holds none.
-const ATTACH = `${RESTORE}
-if ARGV[1] then restore(ARGV[1], ARGV[2], '0') end
-return redis.call('HMGET', KEYS[1], 'c', 't')`;
 
 /** Many keys shared through Redis: the SharedMap API, every method returning a promise. */
 export class RedisMap<V = unknown> implements Cache<V> {
@@ -162,10 +80,15 @@ export class RedisMap<V = unknown> implements Cache<V> {
   // The prefix of this instance's fields in the record, and the counts it added there: what it gives back when
   // Redis lost them.
   readonly #field = `i:${randomBytes(8).toString('hex')}:`;
-  readonly #counts = { hits: 0, misses: 0, sets: 0, deletes: 0 };
+  readonly #counts = { hits: 0, misses: 0, coalesced: 0, sets: 0, deletes: 0 };
   // The highest version this instance has seen: a record below it went back, and goes on from the clock.
   #seen = 0;
-  readonly #fetches = new Flights<V | undefined>();
+  // A call that joined another call's run counts in the record before it resolves, so that stats() on any instance
+  // sees it; if Redis is away, the next script this instance runs adds it.
+  readonly #fetches = new Flights<V | undefined>(async () => {
+    this.#counts.coalesced++;
+    await this.#record(SYNC, [], []).catch(() => {});
+  });
 
   private constructor(
     connection: Connection,
@@ -185,6 +108,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
   /** Creates the map named `name`; ERR_EXISTS when Redis holds one under that name already. */
   static async create<V = unknown>(name: string, options: RedisMapOptions<V> = {}): Promise<RedisMap<V>> {
     checkKey(name);
+    checkNames(options, CREATE_NAMES);
     const codec = resolveCodec(options.codec) as Codec<V>;
     const ttl = options.ttl ?? 0;
     checkTtl(ttl);
@@ -203,6 +127,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
    */
   static async attach<V = unknown>(name: string, options: RedisMapAttachOptions<V> = {}): Promise<RedisMap<V>> {
     checkKey(name);
+    checkNames(options, ATTACH_NAMES);
     const maxKey = checkMaxKeySize(options.maxKeySize);
     const lease = checkLease(options.lease);
     if (options.ttl !== undefined) checkTtl(options.ttl);
@@ -229,9 +154,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
 
   /** The value of `key`, counted as a hit or a miss; undefined when absent or expired. One round trip. */
   async get(key: string): Promise<V | undefined> {
-    const value = await this.#record(GET, [this.#entry(key)], []);
-    this.#counts[value === null ? 'misses' : 'hits']++;
-    return this.#decode(value);
+    return this.#read(key, true);
   }
 
   /** The value of `key`, not counted. */
@@ -245,6 +168,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
 
   /** Stores `value` under `key` for `ttl` ms (default: the map's); `undefined` deletes the key. */
   async set(key: string, value: V, options: SetOptions = {}): Promise<this> {
+    checkNames(options, SET_NAMES);
     if (value === undefined) {
       await this.delete(key);
       return this;
@@ -268,6 +192,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
     fn: (current: V | undefined) => V | undefined,
     options: SetOptions = {},
   ): Promise<V | undefined> {
+    checkNames(options, SET_NAMES);
     checkFunction('fn', fn);
     const ttl = this.#expiry(options.ttl);
     const entry = this.#entry(key);
@@ -285,11 +210,15 @@ export class RedisMap<V = unknown> implements Cache<V> {
    * a waiting process computes instead. Each call waits under its own `timeout` and `signal`; compute's signal aborts
    * once every call waiting for it gave up.
    */
-  async fetch(key: string, compute: Compute<V>, options: FetchOptions = {}): Promise<V | undefined> {
+  async fetch(key: string, compute: Compute<V>, options?: FetchOptions): Promise<V>;
+  async fetch(key: string, compute: Compute<V | undefined>, options?: FetchOptions): Promise<V | undefined>;
+  async fetch(key: string, compute: Compute<V | undefined>, options: FetchOptions = {}): Promise<V | undefined> {
+    checkNames(options, FETCH_NAMES);
     checkFunction('compute', compute);
     const timeout = checkTimeout(options.timeout);
     const ttl = this.#expiry(options.ttl);
-    const hit = await this.get(key);
+    // Counted by how it ends: a hit here or when claiming, a miss when this call computes, else coalesced.
+    const hit = await this.#read(key, false);
     if (hit !== undefined) return hit;
     return this.#fetches.join(key, timeout, options.signal, (control) => this.#fetchShared(key, compute, ttl, control));
   }
@@ -314,8 +243,15 @@ export class RedisMap<V = unknown> implements Cache<V> {
    */
   async stats(): Promise<CacheStats> {
     const counts = (await this.#record(STATS, [], [])) as (Buffer | null)[];
-    const [hits, misses, sets, deletes] = counts.map((count) => Number(text(count) ?? 0));
-    return { entries: await this.size, hits: hits!, misses: misses!, sets: sets!, deletes: deletes! };
+    const [hits, misses, coalesced, sets, deletes] = counts.map((count) => Number(text(count) ?? 0));
+    return {
+      entries: await this.size,
+      hits: hits!,
+      misses: misses!,
+      coalesced: coalesced!,
+      sets: sets!,
+      deletes: deletes!,
+    };
   }
 
   /** Entries holding a value, counted with SCAN. */
@@ -360,9 +296,18 @@ export class RedisMap<V = unknown> implements Cache<V> {
     return this.#handle.script(source, [this.#base, ...keys], [...args, ...record]);
   }
 
+  // The value of `key`, counted as a hit, or as a miss when `miss`.
+  async #read(key: string, miss: boolean): Promise<V | undefined> {
+    const value = await this.#record(GET, [this.#entry(key)], [miss ? '1' : '0']);
+    if (value !== null) this.#counts.hits++;
+    else if (miss) this.#counts.misses++;
+    return this.#decode(value);
+  }
+
   #entry(key: string): string {
     this.#handle.open();
-    encodeKey(key, this.#maxKey);
+    const fault = keyFault(key, this.#maxKey);
+    if (fault !== undefined) throw fault;
     return `${this.#base}:e:${key}`;
   }
 
@@ -385,21 +330,35 @@ export class RedisMap<V = unknown> implements Cache<V> {
     return Math.round(ttl ?? this.#ttl);
   }
 
-  async #fetchShared(key: string, compute: Compute<V>, ttl: number, control: FlightControl): Promise<V | undefined> {
+  async #fetchShared(
+    key: string,
+    compute: Compute<V | undefined>,
+    ttl: number,
+    control: FlightControl,
+  ): Promise<V | undefined> {
     const entry = this.#entry(key);
     const marker = `${this.#base}:f:${key}`;
     const { leases } = this.#handle;
     let lease: Lease | undefined;
     try {
       // A value, once set; else this instance's claim once it can take one (none held, or the holder's lapsed).
+      let waited = false;
       const outcome = await pollUntil(
         async () => {
           // Live before it is asked for: Redis may grant a claim whose answer is lost, or comes after close().
           lease = leases.ask({ keys: [marker], renew: RENEW, release: DROP });
-          const reply = await this.#handle.script(CLAIM, [entry, marker], [lease.token, String(leases.ms)]);
-          if (reply === 1) return { claim: lease };
+          const found = waited ? 'coalesced' : 'hits';
+          const reply = await this.#record(CLAIM, [entry, marker], [lease.token, String(leases.ms), found]);
+          if (reply === 1) {
+            this.#counts.misses++;
+            return { claim: lease };
+          }
           lease.forget();
-          if (Buffer.isBuffer(reply)) return { value: this.#decode(reply) };
+          if (Buffer.isBuffer(reply)) {
+            this.#counts[found]++;
+            return { value: this.#decode(reply) };
+          }
+          waited = true;
           control.waitingFor('another process to compute it');
           return undefined;
         },

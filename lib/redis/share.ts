@@ -16,10 +16,10 @@
 // any this instance has seen.
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { shareError } from '../errors.js';
-import { checkTimeout } from '../options.js';
+import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names } from '../options.js';
 import { pollUntil } from '../wait.js';
 import type { ChangesOptions, LockAsyncOptions, LockInfo, Share } from '../api.js';
-import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned } from './checks.js';
+import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
 import { Connection, type RedisOptions, text } from './connection.js';
 import { CLOCK, Handle } from './handle.js';
 import type { Grant, Lease } from './lease.js';
@@ -37,6 +37,9 @@ export interface RedisAttachOptions<T> extends RedisOptions {
   codec?: CodecOption<T>;
   lease?: number;
 }
+
+const CREATE_NAMES: Names<RedisShareOptions<unknown>> = { ...REDIS_NAMES, value: true, codec: true, lease: true };
+const ATTACH_NAMES: Names<RedisAttachOptions<unknown>> = { ...REDIS_NAMES, codec: true, lease: true };
 
 // Starts every script; the last 2 arguments are the caller's codec and the highest version it has seen. A record
 // without its codec is one Redis lost, and one whose version is below what the caller saw went back (a restart from
@@ -129,6 +132,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   /** Creates the share under `key`; ERR_EXISTS when something is stored there already. */
   static async create<T = unknown>(key: string, options: RedisShareOptions<T> = {}): Promise<RedisShare<T>> {
     checkKey(key);
+    checkNames(options, CREATE_NAMES);
     const codec = resolveCodec(options.codec) as Codec<T>;
     const lease = checkLease(options.lease);
     const initial = 'value' in options ? encodeOwned(codec, options.value as T) : undefined;
@@ -145,6 +149,7 @@ export class RedisShare<T = unknown> implements Share<T> {
    */
   static async attach<T = unknown>(key: string, options: RedisAttachOptions<T> = {}): Promise<RedisShare<T>> {
     checkKey(key);
+    checkNames(options, ATTACH_NAMES);
     const lease = checkLease(options.lease);
     return Handle.make(options, async (connection) => {
       const restore = options.codec === undefined ? [] : [resolveCodec(options.codec).name];
@@ -162,6 +167,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   /** Removes the share under `key`; instances attached to it then read undefined. */
   static async unlink(key: string, options: RedisOptions = {}): Promise<void> {
     checkKey(key);
+    checkNames(options, REDIS_NAMES);
     const connection = await Connection.open(options);
     try {
       await connection.call(['DEL', `{${key}}`]);
@@ -242,6 +248,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   /** The value after every change, as an async iterator, from Redis's notifications; ends on close(). */
   async *changes(options: ChangesOptions = {}): AsyncGenerator<T | undefined> {
     this.#handle.open();
+    checkNames(options, CHANGES_NAMES);
     const { signal } = options;
     let wake: (() => void) | undefined;
     let pending: { value: T | undefined } | undefined;
@@ -282,6 +289,7 @@ export class RedisShare<T = unknown> implements Share<T> {
 
   /** Takes the lock, polling without blocking the event loop; a lease that this instance renews while it holds it. */
   async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
+    checkNames(options, LOCK_ASYNC_NAMES);
     const timeout = checkTimeout(options.timeout);
     this.#notLocked();
     return pollUntil(

@@ -6,7 +6,7 @@ import { RegionHandle } from '../handle.js';
 import { MAX_SIZE } from '../layout.js';
 import { commit, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
 import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from '../lock.js';
-import { checkTimeout } from '../options.js';
+import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
 import { pollUntil } from '../wait.js';
 import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from '../region.js';
 import { changes, checkInterval, watch } from '../watch.js';
@@ -28,7 +28,8 @@ export interface AttachOptions<T> {
 }
 
 /** A shared region holding one value of type `T`. */
-export class MmapShare<T = unknown> implements Share<T> {
+// `Unset` is what reads give before the first set(): undefined, or never for a share created with a `value`.
+export class MmapShare<T = unknown, Unset extends undefined = undefined> implements Share<T, Unset> {
   // Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.
   static #adopting: { region: Region; codec: Codec } | undefined;
   #handle: RegionHandle;
@@ -54,12 +55,15 @@ export class MmapShare<T = unknown> implements Share<T> {
   }
 
   /** Creates a region with room for one serialized value of `size` bytes. */
-  static create<T = unknown>(size: number, options?: CreateOptions<T>): MmapShare<T> {
+  static create<T>(size: number, options: CreateOptions<T> & { value: T }): MmapShare<T, never>;
+  static create<T = unknown>(size: number, options?: CreateOptions<T>): MmapShare<T>;
+  static create<T>(size: number, options?: CreateOptions<T>): MmapShare<T> {
     return new MmapShare<T>(size, options);
   }
 
   /** Attaches to a region by `share.handle`, by a name given to `create()` in an ancestor, or by path. */
   static attach<T = unknown>(ref: string, options: AttachOptions<T> = {}): MmapShare<T> {
+    checkNames(options, ATTACH_NAMES);
     MmapShare.#adopting = attachKind(ref, 'share', options.codec);
     return new MmapShare<T>(0);
   }
@@ -71,8 +75,8 @@ export class MmapShare<T = unknown> implements Share<T> {
   }
 
   /** The value last set, freshly decoded; undefined before the first set. Takes no lock. */
-  get(): T | undefined {
-    return this.#read(this.#open()).value;
+  get(): T | Unset {
+    return this.#read(this.#open()).value as T | Unset;
   }
 
   /**
@@ -80,13 +84,13 @@ export class MmapShare<T = unknown> implements Share<T> {
    * word. Deeply frozen, and shared by every call, so treat it as immutable (Maps, Sets and typed arrays cannot be
    * frozen: do not change them either).
    */
-  snapshot(): Readonly<T> | undefined {
+  snapshot(): Readonly<T> | Unset {
     const region = this.#open();
     if (this.#snapshot?.version !== Atomics.load(region.words, W_COMMIT)) {
       const read = this.#read(region);
       this.#snapshot = { version: read.version, value: deepFreeze(read.value) };
     }
-    return this.#snapshot.value;
+    return this.#snapshot.value as Readonly<T> | Unset;
   }
 
   /** Stores `value`. It is encoded before the lock is taken; nothing is written if that fails or it does not fit. */
@@ -97,11 +101,11 @@ export class MmapShare<T = unknown> implements Share<T> {
   }
 
   /** Replaces the value with `fn(current)` under the exclusive lock, and returns the new value. */
-  update(fn: (current: T | undefined) => T): T {
+  update(fn: (current: T | Unset) => T): T {
     const region = this.#open();
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     return this.#exclusive(() => {
-      const next = fn(readLocked(region, this.#codec).value);
+      const next = fn(readLocked(region, this.#codec).value as T | Unset);
       commit(region, encodeFitting(this.#codec, next, region.size));
       return next;
     });
@@ -112,16 +116,18 @@ export class MmapShare<T = unknown> implements Share<T> {
    * `interval` ms. Several changes between two polls make one call, with the latest value. The timer does not keep
    * the process alive, and stops by itself on close(). Returns the function that stops watching.
    */
-  watch(listener: (value: T | undefined, version: number) => void, options: WatchOptions = {}): () => void {
+  watch(listener: (value: T | Unset, version: number) => void, options: WatchOptions = {}): () => void {
     this.#open();
+    checkNames(options, WATCH_NAMES);
     if (typeof listener !== 'function')
       throw shareError('ERR_BAD_OPTION', `listener must be a function, got ${describe(listener)}`);
     return watch(this, listener, checkInterval(options));
   }
 
   /** The value after every change of version, as an async iterator: `for await (const value of share.changes())`. */
-  changes(options: ChangesOptions = {}): AsyncGenerator<T | undefined> {
+  changes(options: ChangesOptions = {}): AsyncGenerator<T | Unset> {
     this.#open();
+    checkNames(options, CHANGES_NAMES);
     return changes(this, checkInterval(options), options.signal);
   }
 
@@ -143,6 +149,7 @@ export class MmapShare<T = unknown> implements Share<T> {
    * while it holds the lock, a further lockAsync() waits for its unlock().
    */
   async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
+    checkNames(options, LOCK_ASYNC_NAMES);
     const timeout = checkTimeout(options.timeout);
     this.#open();
     return pollUntil(
@@ -238,10 +245,11 @@ function checkSize(size: unknown): asserts size is number {
   }
 }
 
+const CREATE_NAMES: Names<CreateOptions<unknown>> = { name: true, path: true, value: true, codec: true };
+const ATTACH_NAMES: Names<AttachOptions<unknown>> = { codec: true };
+
 function checkCreateOptions(options: CreateOptions<unknown>): void {
-  if (typeof options !== 'object' || options === null) {
-    throw shareError('ERR_BAD_OPTION', `options must be an object, got ${describe(options)}`);
-  }
+  checkNames(options, CREATE_NAMES);
   if ('codec' in options) resolveCodec(options.codec);
   checkPlacement(options.name, options.path);
 }
