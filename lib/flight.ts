@@ -47,7 +47,7 @@ export class Flights<R> {
   readonly #flights = new Map<string, Flight<R>>();
   readonly #joined: () => void | Promise<void>;
 
-  /** `joined` runs for each call given the value of a run it did not start (to count it as coalesced), before it resolves. */
+  /** `joined` runs, before the call resolves, for each call given the value of a run it did not start. */
   constructor(joined: () => void | Promise<void>) {
     this.#joined = joined;
   }
