@@ -17,6 +17,8 @@ class Flight<R> implements FlightControl {
   readonly signal = this.#controller.signal;
   readonly done: Promise<R>;
   waiting = 0;
+  // Whether a call was given the value yet: the first takes what the run counted, the others are coalesced.
+  taken = false;
   computingHere = false;
   awaited = 'its value';
 
@@ -42,12 +44,17 @@ class Flight<R> implements FlightControl {
   }
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The runs under way, by key. */
 export class Flights<R> {
   readonly #flights = new Map<string, Flight<R>>();
   readonly #joined: () => void | Promise<void>;
 
-  /** `joined` runs, before the call resolves, for each call given the value of a run it did not start. */
+  /**
+   * `joined` counts each call given a run's value but the first (the run counted that one itself), before the call
+   * resolves and still under its timeout and signal.
+   */
   constructor(joined: () => void | Promise<void>) {
     this.#joined = joined;
   }
@@ -73,6 +80,7 @@ export class Flights<R> {
     const deadline = performance.now() + timeout;
     return new Promise<R>((resolve, reject) => {
       let settled = false;
+      let timer: NodeJS.Timeout | undefined;
       const leave = (settle: () => void) => {
         if (settled) return;
         settled = true;
@@ -94,16 +102,23 @@ export class Flights<R> {
           shareError('ERR_LOCK_TIMEOUT', `fetch(${JSON.stringify(key)}) waited ${timeout} ms for ${joined.awaited}`),
         );
       };
-      const timer = timeout === Infinity ? undefined : setTimeout(onTimeout, timeout);
+      // setTimeout fires at once past 2^31 - 1 ms, so a longer timeout is armed again in steps.
+      const arm = () => {
+        const left = deadline - performance.now();
+        timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(onTimeout, left);
+      };
+      if (timeout !== Infinity) arm();
       signal?.addEventListener('abort', onAbort, { once: true });
       joined.done.then(
-        (value) =>
-          leave(() => {
-            if (started) return resolve(value);
-            if (value === undefined)
-              return resolve(this.join(key, Math.max(0, deadline - performance.now()), signal, run));
-            resolve(Promise.resolve(this.#joined()).then(() => value));
-          }),
+        async (value) => {
+          if (settled) return;
+          if (value === undefined && !started) {
+            return leave(() => resolve(this.join(key, Math.max(0, deadline - performance.now()), signal, run)));
+          }
+          if (joined.taken) await this.#joined();
+          joined.taken = true;
+          leave(() => resolve(value));
+        },
         (error: unknown) => leave(() => reject(error)),
       );
     });

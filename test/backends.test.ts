@@ -183,6 +183,19 @@ describe.each(backends)('$name: a map', (backend) => {
     expect(await other.stats()).toMatchObject({ hits: 1, misses: 2, coalesced: 49 });
   });
 
+  it('counts one fetch() once: a call that gave up waiting is not counted, the call that got the value is', async () => {
+    const [map, other] = await backend.map<number>();
+    let finish = () => {};
+    const computing = map.fetch('k', () => new Promise<number>((done) => (finish = () => done(7))));
+    await until(async () => (await other.peek('k')) === undefined && (await map.stats()).misses === 1);
+    const gaveUp = other.fetch('k', () => 0, { timeout: 50 });
+    const joined = other.fetch('k', () => 0);
+    await expect(gaveUp).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    finish();
+    expect([await computing, await joined]).toStrictEqual([7, 7]);
+    expect(await other.stats()).toMatchObject({ hits: 0, misses: 1, coalesced: 1 });
+  });
+
   it('updates atomically, and an update to undefined deletes', async () => {
     const [map, other] = await backend.map<number>();
     await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? map : other).update('n', (n) => (n ?? 0) + 1)));

@@ -1,5 +1,7 @@
 // SharedMap in one process: the API, eviction, expiry, snapshots, iteration, stats, verify and repair.
+import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import { describe, expect, expectTypeOf, it } from 'vitest';
@@ -161,6 +163,39 @@ describe('SharedMap', () => {
     expect(entries.get('k42')).toBe(42);
     expect([...m.values()].reduce((a, b) => a + b, 0)).toBe((499 * 500) / 2 - 7);
     expect([...m.keys()].sort()).toEqual([...entries.keys()].sort());
+  });
+
+  it('counts for the whole cluster when more instances than counter rows count at once', () => {
+    const m = map<number>();
+    const peers = Array.from({ length: 120 }, () => SharedMap.attach<number>(m.handle));
+    for (const peer of peers) peer.get('absent');
+    m.set('a', 1);
+    for (const peer of peers) peer.get('a');
+    expect(peers[119]!.stats()).toMatchObject({ hits: 120, misses: 120 });
+    for (const peer of peers) peer.close();
+    expect(m.stats()).toMatchObject({ hits: 120, misses: 120 });
+  });
+
+  it('keeps the counts of instances without a row when their process is killed', () => {
+    const m = map<number>();
+    const script = `
+      const { SharedMap } = await import(${JSON.stringify(join(__dirname, '..', 'dist', 'index.mjs'))});
+      const peers = Array.from({ length: 110 }, () => SharedMap.attach(process.argv[1]));
+      for (const peer of peers) peer.get('absent');
+      process.kill(process.pid, 'SIGKILL');`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, m.handle]);
+    expect(child.signal).toBe('SIGKILL');
+    expect(m.stats()).toMatchObject({ hits: 0, misses: 110 });
+  });
+
+  it('lets a fetch() that joined another wait longer than setTimeout can count', async () => {
+    const m = map<number>();
+    let finish = () => {};
+    const first = m.fetch('k', () => new Promise<number>((done) => (finish = () => done(5))));
+    const long = m.fetch('k', () => 0, { timeout: 2 ** 31 });
+    await sleep(50);
+    finish();
+    expect([await first, await long]).toStrictEqual([5, 5]);
   });
 
   it('counts hits, misses, sets and evictions for every instance and process together', () => {

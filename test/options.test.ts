@@ -52,6 +52,7 @@ const rows: Row[] = [
   ['RedisShare.attach', async (o) => RedisShare.attach('k', { url: server.url, ...o }), 'leas', 'lease'],
   ['RedisShare.unlink', (o) => RedisShare.unlink('k', { url: server.url, ...o }), 'commandTimout', 'commandTimeout'],
   ['RedisShare#lockAsync', async (o) => (await redisShare()).lockAsync({ ...o }), 'timeot', 'timeout'],
+  ['RedisShare#watch', async (o) => (await redisShare()).watch(() => {}, { ...o }), 'intervall', 'interval'],
   ['RedisShare#changes', async (o) => (await redisShare()).changes({ ...o }).next(), 'intreval', 'interval'],
   ['RedisMap.create', (o) => RedisMap.create(`typo-${next++}`, { url: server.url, ...o }), 'tll', 'ttl'],
   ['RedisMap.attach', (o) => RedisMap.attach('m', { url: server.url, ...o }), 'maxKeysize', 'maxKeySize'],

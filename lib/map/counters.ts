@@ -9,6 +9,7 @@ import {
   F_HITS,
   F_MISSES,
   type MapView,
+  OVERFLOW_BYTE,
 } from './layout.js';
 
 /** What a counted read found: the value, no value, or (fetch() only) the value another computation made. */
@@ -17,6 +18,8 @@ const OUTCOMES = ['hits', 'misses', 'coalesced'] as const;
 // Per outcome: its float64 in a counter row, from the row's first, and its float64 of the folded totals.
 const IN_ROW = { coalesced: 1, hits: 2, misses: 3 } as const;
 const TOTAL = { hits: F_HITS, misses: F_MISSES, coalesced: F_COALESCED } as const;
+// Per outcome: its counter of the instances that found no free row, which add to it atomically.
+const OVERFLOW = { hits: 0, misses: 1, coalesced: 2 } as const;
 
 // A counter row: the word index of its pid (its start follows) and the float64 index of its first float64.
 interface Row {
@@ -28,9 +31,10 @@ interface Row {
 export class Counters {
   #view: MapView;
   #exclusive: Exclusive;
-  // The row, taken at the first count; undefined before, or if none was free.
+  // The row, taken at the first count; undefined before, or if none was free: then `#overflow` is counted in.
   #row: Row | undefined;
   #rowTaken = false;
+  #overflow: BigUint64Array | undefined;
   readonly #counts: Record<Outcome, number> = { hits: 0, misses: 0, coalesced: 0 };
 
   constructor(view: MapView, exclusive: Exclusive) {
@@ -40,16 +44,21 @@ export class Counters {
 
   count(outcome: Outcome): void {
     if (!this.#rowTaken) this.#claimRow();
-    const counted = ++this.#counts[outcome];
-    if (this.#row !== undefined) this.#view.f64[this.#row.f64 + IN_ROW[outcome]] = counted;
+    if (this.#row === undefined) {
+      Atomics.add((this.#overflow ??= overflowOf(this.#view)), OVERFLOW[outcome], 1n);
+      return;
+    }
+    this.#view.f64[this.#row.f64 + IN_ROW[outcome]] = ++this.#counts[outcome];
   }
 
-  /** The cluster's counts: the folded totals, every live row, and this instance's counts if it has no row. */
+  /** The cluster's counts: the folded totals, every live row, and what instances without a row counted. */
   totals(): Record<Outcome, number> {
     const { words, f64 } = this.#view;
-    const own = this.#row === undefined;
+    const overflow = (this.#overflow ??= overflowOf(this.#view));
     const totals = { hits: 0, misses: 0, coalesced: 0 };
-    for (const outcome of OUTCOMES) totals[outcome] = f64[TOTAL[outcome]]! + (own ? this.#counts[outcome] : 0);
+    for (const outcome of OUTCOMES) {
+      totals[outcome] = f64[TOTAL[outcome]]! + Number(Atomics.load(overflow, OVERFLOW[outcome]));
+    }
     for (let row = 0; row < COUNTER_ROWS; row++) {
       const at = rowIndex(row);
       if (Atomics.load(words, at.pid) === 0) continue;
@@ -60,18 +69,18 @@ export class Counters {
 
   /** Whether there is anything for fold() to do. */
   get held(): boolean {
-    return this.#row !== undefined || OUTCOMES.some((outcome) => this.#counts[outcome] > 0);
+    return this.#row !== undefined;
   }
 
   /** Adds this instance's counts to the totals and gives its row back. Under the lock. */
   fold(): void {
+    const row = this.#row;
+    if (row === undefined) return;
     const { f64, words } = this.#view;
     for (const outcome of OUTCOMES) {
       f64[TOTAL[outcome]]! += this.#counts[outcome];
       this.#counts[outcome] = 0;
     }
-    const row = this.#row;
-    if (row === undefined) return;
     foldRow(f64, row, false);
     freeRow(words, row);
     this.#row = undefined;
@@ -112,6 +121,10 @@ export class Counters {
 function freeRow(words: Uint32Array, at: Row): void {
   Atomics.store(words, at.pid + 1, 0);
   Atomics.store(words, at.pid, 0);
+}
+
+function overflowOf(view: MapView): BigUint64Array {
+  return new BigUint64Array(view.bytes.buffer, view.bytes.byteOffset + OVERFLOW_BYTE, OUTCOMES.length);
 }
 
 function rowIndex(row: number): Row {

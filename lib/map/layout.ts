@@ -28,6 +28,8 @@
 // |                  |               |                                     | closed instances, repairs                     |
 // | 256-263 (f32)    | COALESCED     | writers, folding counter rows       | float64: fetches of closed instances given    |
 // |                  |               |                                     | the value another computation made            |
+// | 264-287          | OVERFLOW      | instances that found no free row    | uint64, added atomically: their hits, misses  |
+// |                  |               | (COUNTER_ROWS taken)                | and coalesced                                 |
 // | 1024-4095        | COUNTERS      | each instance, its own row          | COUNTER_ROWS rows of 32 bytes: pid, start,    |
 // |                  |               |                                     | coalesced, hits, misses (float64)             |
 // | 4096...          | index         | writer                              | SLOTS slots of 4 words: VER, HASH, HEAD,      |
@@ -89,6 +91,8 @@ export const F_HITS = 29;
 export const F_MISSES = 30;
 export const F_REPAIRS = 31;
 export const F_COALESCED = 32;
+/** Byte offset of the counts of instances that found no free counter row: hits, misses, coalesced (uint64). */
+export const OVERFLOW_BYTE = 264;
 
 export const COUNTERS_BYTES = 1024;
 export const COUNTER_ROW_BYTES = 32;

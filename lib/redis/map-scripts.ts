@@ -87,8 +87,9 @@ return 1`;
 export const STATS = `${RECORD}
 return redis.call('HMGET', KEYS[1], 'hits', 'misses', 'coalesced', 'sets', 'deletes')`;
 
-// Adds what this instance counted that the record lacks, and nothing else.
-export const SYNC = `${RECORD}
+// Counts one ARGV[1]: a fetch() given the value of a run another call of this instance started.
+export const COUNT = `${RECORD}
+count(ARGV[1])
 return 0`;
 
 export const VERSION = `${RECORD}

@@ -25,6 +25,7 @@ import {
   ATTACH,
   BUMP,
   CLAIM,
+  COUNT,
   COUNTS,
   CREATE,
   DROP,
@@ -33,7 +34,6 @@ import {
   PUT,
   RENEW,
   STATS,
-  SYNC,
   VERSION,
 } from './map-scripts.js';
 
@@ -83,11 +83,13 @@ export class RedisMap<V = unknown> implements Cache<V> {
   readonly #counts = { hits: 0, misses: 0, coalesced: 0, sets: 0, deletes: 0 };
   // The highest version this instance has seen: a record below it went back, and goes on from the clock.
   #seen = 0;
-  // A call that joined another call's run counts in the record before it resolves, so that stats() on any instance
-  // sees it; if Redis is away, the next script this instance runs adds it.
+  // Counted in the record before the call resolves, so that stats() on any instance sees it; counted here only once
+  // Redis has, as every count is, so that what the record lacks of this instance's counts is what Redis lost.
   readonly #fetches = new Flights<V | undefined>(async () => {
-    this.#counts.coalesced++;
-    await this.#record(SYNC, [], []).catch(() => {});
+    await this.#record(COUNT, [], ['coalesced']).then(
+      () => this.#counts.coalesced++,
+      () => {},
+    );
   });
 
   private constructor(

@@ -16,9 +16,9 @@
 // any this instance has seen.
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { shareError } from '../errors.js';
-import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names } from '../options.js';
+import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
 import { pollUntil } from '../wait.js';
-import type { ChangesOptions, LockAsyncOptions, LockInfo, Share } from '../api.js';
+import type { ChangesOptions, LockAsyncOptions, LockInfo, Share, WatchOptions } from '../api.js';
 import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
 import { Connection, type RedisOptions, text } from './connection.js';
 import { CLOCK, Handle } from './handle.js';
@@ -207,11 +207,12 @@ export class RedisShare<T = unknown> implements Share<T> {
   }
 
   /**
-   * Calls `listener(value, version)` after changes, as Redis publishes them: there is no poll, so no interval.
+   * Calls `listener(value, version)` after changes, as Redis publishes them: there is no poll, so `interval` is unused.
    * Returns what stops it.
    */
-  watch(listener: (value: T | undefined, version: number) => void): () => void {
+  watch(listener: (value: T | undefined, version: number) => void, options: WatchOptions = {}): () => void {
     this.#handle.open();
+    checkNames(options, WATCH_NAMES);
     checkFunction('listener', listener);
     let stopped = false;
     let seen = -1;
