@@ -198,6 +198,7 @@ function asText(report: Inspection): string {
     `slot 1   ${report.slots[1]} bytes`,
     `codec    ${report.codec}`,
     `lock     ${holder}`,
+    `waiters  ${report.waiters}`,
     `value    ${value.replace(/\n/g, '\n         ')}`,
     '',
   ].join('\n');
@@ -224,6 +225,7 @@ function mapAsText(report: MapInspection): string {
     `version  ${report.version}`,
     `codec    ${report.codec}`,
     `lock     ${holder}`,
+    `waiters  ${report.waiters}`,
     `counts   ${stats.hits} hits, ${stats.misses} misses, ${stats.coalesced} coalesced, ${stats.sets} sets, ${stats.deletes} deletes, ${stats.evictions} evictions, ${stats.expirations} expirations, ${stats.repairs} repairs`,
     ...check,
     '',

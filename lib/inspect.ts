@@ -3,6 +3,7 @@
 import { codecFor } from './codec.js';
 import { MmapShareError } from './errors.js';
 import { RACED, W_CODEC, W_LAYOUT } from './layout.js';
+import { waitersOf } from './bell.js';
 import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';
@@ -21,6 +22,8 @@ export interface Inspection {
   slots: [number, number];
   codec: string;
   holder: { pid: number; running: boolean } | null;
+  /** Threads registered on the region's doorbell (lib/bell.ts). */
+  waiters: number;
   /** The decoded value, or why it could not be decoded. */
   value: unknown;
   valueError?: string;
@@ -42,6 +45,8 @@ export interface MapInspection {
   version: number;
   codec: string;
   holder: { pid: number; running: boolean } | null;
+  /** Threads registered on the region's doorbell (lib/bell.ts). */
+  waiters: number;
   stats: MapStats;
   /** What verify() found, with `check`. */
   check?: Verification;
@@ -125,6 +130,7 @@ function inspectMap(region: Region, handle: string, ref: string, check: boolean)
       version: map.version,
       codec: codecName(region.words),
       holder: holderOf(region),
+      waiters: waitersOf(region),
       stats,
       ...(check ? { check: map.verify() } : {}),
     };
@@ -152,6 +158,7 @@ function inspectShare(region: Region, handle: string): Inspection {
     slots: [Atomics.load(words, W_LENGTH_0), Atomics.load(words, W_LENGTH_0 + 1)],
     codec: 'custom',
     holder: holderOf(region),
+    waiters: waitersOf(region),
     value: undefined,
   };
   try {

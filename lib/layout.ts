@@ -6,7 +6,7 @@
 // |-------|---------|--------------|---------------------------------------------|-------------------------------------------------|
 // | 0     | 0-3     | MAGIC        | creator, last step of initialisation        | the region is ready, and its kind: 0x48534d4d   |
 // |       |         |              |                                             | ("MMSH") one value, 0x4d534d4d ("MMSM") a map   |
-// | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 3                               |
+// | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 4                               |
 // | 2     | 8-11    | SIZE         | creator                                     | bytes in each slot (a map: bytes of the region) |
 // | 3-5   | 12-23   | (the kind's) | the kind's writer                           | MmapShare: COMMIT, LENGTH_0, LENGTH_1; a map: 0 |
 // | 6-7   | 24-31   | LOCK         | 64-bit compare-and-swap by a writer         | the writers' lock: 0 when free, else its holder |
@@ -21,17 +21,27 @@
 // |       |         |              |                                             | waiters sleep in the kernel                     |
 // | 15    | 60-63   | PID_NS       | creator                                     | its pid namespace (inode, low 32 bits): LOCK    |
 // |       |         |              |                                             | holds thread ids, meaningless outside it        |
+// | 16    | 64-67   | RUNG         | a writer ringing the bell (lib/bell.ts);    | 1 while a ring may still be on its way to a     |
+// |       |         |              | 0 by a waiter before it looks again         | waiter: writers ring again only once it is 0    |
+// | 17    | 68-71   | WAITERS      | a waiter registering and leaving            | waiters registered: no ring while 0             |
+// | 18    | 72-75   | BELL         | written with pwrite(2) by a ringing writer  | nothing: the write is the ring, which the       |
+// |       |         |              |                                             | kernel reports to inotify (a mapping's stores   |
+// |       |         |              |                                             | it does not)                                    |
+// | 19    | 76-79   | -            |                                             | 0                                               |
+// | 20-63 | 80-255  | WAITER_ROWS  | a waiter registering (CAS from 0), leaving; | 22 64-bit OWNERs of the threads that wait, so   |
+// |       |         |              | any waiter, for a thread proven gone        | that a dead waiter's registration is reclaimed  |
 //
 // Invariants. Every word is little-endian and read or written as one aligned 32-bit access (Atomics on a
 // Uint32Array), never byte by byte. LOCK and DEAD are 64-bit words, each read and written as one access (Atomics on a
 // BigUint64Array), so a holder's identity never tears and a reused thread id shows as another start time. Only the
 // holder of LOCK writes PARKED, DEAD and anything of the kind's but what the kind says readers may touch. A waiter
 // takes LOCK over, with one compare-and-swap, only from a holder proven gone, and records it in DEAD for the next
-// lock() to report (lib/lock.ts). MAGIC is written last, so no one attaches to a half-made header.
+// lock() to report (lib/lock.ts). MAGIC is written last, so no one attaches to a half-made header. RUNG, WAITERS and
+// the rows are the doorbell's, written by anyone without the lock (lib/bell.ts says why no wake-up is lost).
 import { shareError } from './errors.js';
 
-export const LAYOUT_VERSION = 3;
-export const HEADER_BYTES = 64;
+export const LAYOUT_VERSION = 4;
+export const HEADER_BYTES = 256;
 /** The largest `size` accepted: the header and two slots must fit one mapping (see MAX_REGION_BYTES). */
 export const MAX_SIZE = 2 ** 30 - HEADER_BYTES;
 
@@ -46,6 +56,12 @@ export const W_CODEC = 12;
 export const W_PARKED = 14;
 export const W_TIME_NS = 13;
 export const W_PID_NS = 15;
+export const W_RUNG = 16;
+export const W_WAITERS = 17;
+export const W_BELL = 18;
+/** The waiter rows, as indexes of the header's 64-bit words. */
+export const D_WAITER_ROWS = 10;
+export const WAITER_ROWS = 22;
 const HEADER_WORDS = HEADER_BYTES / 4;
 
 /** What a region holds: one value (MmapShare) or many keys (SharedMap). */

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { MmapShare, SharedMap } from '../dist/index.mjs';
+import { W_ENTRIES } from '../dist/map/layout.js';
 import { defer, fresh, Peer, tempDir } from './helpers.js';
 
 const cli = join(__dirname, '..', 'dist', 'cli.js');
@@ -54,7 +55,7 @@ describe('mmap-share inspect', () => {
     expect(code).toBe(0);
     // The handle it was given, not the short-lived one of its own descriptor.
     expect(stdout).toMatch(new RegExp(`^region {3}${share.handle}$`, 'm'));
-    expect(stdout).toContain('layout   3');
+    expect(stdout).toContain('layout   4');
     expect(stdout).toContain('size     4096 bytes a slot');
     expect(stdout).toContain('version  2 (slot 0)');
     expect(stdout).toMatch(/slot 0 {3}\d+ bytes\nslot 1 {3}\d+ bytes/);
@@ -69,14 +70,25 @@ describe('mmap-share inspect', () => {
     expect(JSON.parse(stdout)).toStrictEqual({
       kind: 'share',
       handle: share.handle,
-      layout: 3,
+      layout: 4,
       size: 256,
       version: 1,
       slots: [0, expect.any(Number)],
       codec: 'msgpack',
       holder: null,
+      waiters: 0,
       value: { n: 1, list: ['a'] },
     });
+  });
+
+  it('counts the threads waiting on the doorbell, one a thread however many watchers it has', async () => {
+    const share = fresh(256, { value: 1 });
+    const stops = [share.watch(() => {}), share.watch(() => {})];
+    const watched = await inspect('inspect', share.handle, '--json');
+    expect(JSON.parse(watched.stdout)).toMatchObject({ waiters: 1 });
+    for (const stop of stops) stop();
+    const unwatched = await inspect('inspect', share.handle);
+    expect(unwatched.stdout).toContain('waiters  0');
   });
 
   it('says clearly when the reference is not a region, and how to call it', async () => {
@@ -104,10 +116,10 @@ describe('mmap-share inspect', () => {
     const json = JSON.parse((await inspect('inspect', map.handle, '--json')).stdout);
     expect(json).toMatchObject({ kind: 'map', handle: map.handle, slots: 10923, stats: { entries: 100, bytes: 6400 } });
     expect(json.check).toBeUndefined();
-    // ENTRIES (word 26) no longer counts the entries.
+    // ENTRIES no longer counts the entries.
     const [, pid, fd] = map.handle.split(':');
     const file = openSync(`/proc/${pid}/fd/${fd}`, 'r+');
-    writeSync(file, Buffer.from(new Uint32Array([99]).buffer), 0, 4, 26 * 4);
+    writeSync(file, Buffer.from(new Uint32Array([99]).buffer), 0, 4, W_ENTRIES * 4);
     closeSync(file);
     const damaged = await inspect('inspect', map.handle, '--check');
     expect(damaged.code).toBe(1);

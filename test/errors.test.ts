@@ -133,7 +133,7 @@ describe('error codes', () => {
     writeSync(fd, word, 0, 4, W_MAGIC * 4);
     closeSync(fd);
     expect(() => MmapShare.attach(path)).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
-    expect(HEADER_BYTES).toBe(64);
+    expect(HEADER_BYTES).toBe(256);
   });
 
   it('ERR_NO_SPACE, not an abort, for a loop that opens regions without ever yielding; they come back at once after', () => {

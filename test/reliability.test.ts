@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { MAX_CAPACITY, MAX_SIZE, MmapShare, SharedMap, type SharedMapOptions } from '../dist/index.mjs';
+import { W_CHUNKS, W_SEQ, W_SLOTS } from '../dist/map/layout.js';
 import { defer, fixture, fresh, Peer, run, tempDir } from './helpers.js';
 
 function map<V = unknown>(options: Partial<SharedMapOptions<V>> = {}): SharedMap<V> {
@@ -32,14 +33,11 @@ function pokeWord(path: string, word: number, value: number): void {
   closeSync(fd);
 }
 
-// The map header's SEQ word: the last record version handed out (lib/map/layout.ts).
-const W_SEQ = 23;
-
 // Damages the key length of the record the first live slot points to, as random damage would (lib/map/layout.ts).
 function damageARecord(path: string): void {
   const file = readFileSync(path);
   const words = new Uint32Array(file.buffer, file.byteOffset, file.length / 4);
-  const [slots, chunks] = [words[16]!, words[17]!];
+  const [slots, chunks] = [words[W_SLOTS]!, words[W_CHUNKS]!];
   const chunkBase = Math.ceil((4096 + slots * 16 + chunks * 4) / 64) * 64;
   for (let slot = 1024; ; slot += 4) {
     if (words[slot] !== 0) return pokeWord(path, chunkBase / 4 + words[slot + 2]! * 16 + 2, 0xffff);

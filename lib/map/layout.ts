@@ -3,32 +3,32 @@
 //
 // | bytes            | name          | written by, when                    | meaning                                       |
 // |------------------|---------------|-------------------------------------|-----------------------------------------------|
-// | 0-63             | common header | lib/layout.ts                       | magic "MMSM", SIZE = bytes of the region ...  |
-// | 64-67   (w16)    | SLOTS         | creator                             | index slots                                   |
-// | 68-71   (w17)    | CHUNKS        | creator                             | chunks of CHUNK bytes for entries             |
-// | 72-75   (w18)    | MAX_ENTRIES   | creator                             | entries (with fetch markers) at most          |
-// | 76-79   (w19)    | MAX_VALUE     | creator                             | encoded bytes of one value at most            |
-// | 80-83   (w20)    | MAX_KEY       | creator                             | UTF-8 bytes of one key at most                |
-// | 84-87   (w21)    | POLICY        | creator                             | 0: evict least recently used; 1: never evict  |
-// | 88-91   (w22)    | EPOCH         | writer, around moving slots         | odd while index slots move                    |
-// | 92-95   (w23)    | SEQ           | writer, per record written          | the last record version handed out            |
-// | 96-99   (w24)    | CLOCK         | writer, per write                   | logical time; readers stamp slots with it     |
-// | 100-103 (w25)    | VERSION       | writer, last step of every change   | +1 per change: pollers skip work while still  |
-// | 104-107 (w26)    | ENTRIES       | writer                              | entries holding a value                       |
-// | 108-111 (w27)    | PENDING       | writer                              | fetch markers (a computation under way)       |
-// | 112-115 (w28)    | FREE_HEAD     | writer                              | first free chunk; END when none               |
-// | 116-119 (w29)    | FREE_COUNT    | writer                              | free chunks                                   |
-// | 120-123 (w30)    | EXPIRING      | writer                              | entries with an expiry time                   |
-// | 124-127 (w31)    | SWEEP         | writer                              | next slot the expiry sweep looks at           |
-// | 128-131 (w32)    | PENDING_CHUNKS| writer                              | chunks held by fetch markers                  |
-// | 132-135 (w33)    | ERA           | writer, before renumbering versions | +1 each time SEQ wraps: (ERA, VER) names one  |
+// | 0-255            | common header | lib/layout.ts                       | magic "MMSM", SIZE = bytes of the region ...  |
+// | 256-259 (w64)    | SLOTS         | creator                             | index slots                                   |
+// | 260-263 (w65)    | CHUNKS        | creator                             | chunks of CHUNK bytes for entries             |
+// | 264-267 (w66)    | MAX_ENTRIES   | creator                             | entries (with fetch markers) at most          |
+// | 268-271 (w67)    | MAX_VALUE     | creator                             | encoded bytes of one value at most            |
+// | 272-275 (w68)    | MAX_KEY       | creator                             | UTF-8 bytes of one key at most                |
+// | 276-279 (w69)    | POLICY        | creator                             | 0: evict least recently used; 1: never evict  |
+// | 280-283 (w70)    | EPOCH         | writer, around moving slots         | odd while index slots move                    |
+// | 284-287 (w71)    | SEQ           | writer, per record written          | the last record version handed out            |
+// | 288-291 (w72)    | CLOCK         | writer, per write                   | logical time; readers stamp slots with it     |
+// | 292-295 (w73)    | VERSION       | writer, last step of every change   | +1 per change: pollers skip work while still  |
+// | 296-299 (w74)    | ENTRIES       | writer                              | entries holding a value                       |
+// | 300-303 (w75)    | PENDING       | writer                              | fetch markers (a computation under way)       |
+// | 304-307 (w76)    | FREE_HEAD     | writer                              | first free chunk; END when none               |
+// | 308-311 (w77)    | FREE_COUNT    | writer                              | free chunks                                   |
+// | 312-315 (w78)    | EXPIRING      | writer                              | entries with an expiry time                   |
+// | 316-319 (w79)    | SWEEP         | writer                              | next slot the expiry sweep looks at           |
+// | 320-323 (w80)    | PENDING_CHUNKS| writer                              | chunks held by fetch markers                  |
+// | 324-327 (w81)    | ERA           | writer, before renumbering versions | +1 each time SEQ wraps: (ERA, VER) names one  |
 // |                  |               |                                     | record for ever                               |
-// | 192-255 (f24-31) | TTL, SETS,... | creator (TTL); writers              | float64: default ttl ms; sets, deletes,       |
+// | 384-447 (f48-55) | TTL, SETS,... | creator (TTL); writers              | float64: default ttl ms; sets, deletes,       |
 // |                  |               |                                     | evictions, expirations, hits and misses of    |
 // |                  |               |                                     | closed instances, repairs                     |
-// | 256-263 (f32)    | COALESCED     | writers, folding counter rows       | float64: fetches of closed instances given    |
+// | 448-455 (f56)    | COALESCED     | writers, folding counter rows       | float64: fetches of closed instances given    |
 // |                  |               |                                     | the value another computation made            |
-// | 264-287          | OVERFLOW      | instances that found no free row    | uint64, added atomically: their hits, misses  |
+// | 456-479          | OVERFLOW      | instances that found no free row    | uint64, added atomically: their hits, misses  |
 // |                  |               | (COUNTER_ROWS taken)                | and coalesced                                 |
 // | 1024-4095        | COUNTERS      | each instance, its own row          | COUNTER_ROWS rows of 32 bytes: pid, start,    |
 // |                  |               |                                     | coalesced, hits, misses (float64)             |
@@ -63,36 +63,36 @@ export const MAP_HEADER_BYTES = 4096;
 export const MAX_LOAD = 0.75;
 export const MAX_KEY_LIMIT = 0xffff;
 
-export const W_SLOTS = 16;
-export const W_CHUNKS = 17;
-export const W_MAX_ENTRIES = 18;
-export const W_MAX_VALUE = 19;
-export const W_MAX_KEY = 20;
-export const W_POLICY = 21;
-export const W_EPOCH = 22;
-export const W_SEQ = 23;
-export const W_CLOCK = 24;
-export const W_VERSION = 25;
-export const W_ENTRIES = 26;
-export const W_PENDING = 27;
-export const W_FREE_HEAD = 28;
-export const W_FREE_COUNT = 29;
-export const W_EXPIRING = 30;
-export const W_SWEEP = 31;
-export const W_PENDING_CHUNKS = 32;
-export const W_ERA = 33;
+export const W_SLOTS = 64;
+export const W_CHUNKS = 65;
+export const W_MAX_ENTRIES = 66;
+export const W_MAX_VALUE = 67;
+export const W_MAX_KEY = 68;
+export const W_POLICY = 69;
+export const W_EPOCH = 70;
+export const W_SEQ = 71;
+export const W_CLOCK = 72;
+export const W_VERSION = 73;
+export const W_ENTRIES = 74;
+export const W_PENDING = 75;
+export const W_FREE_HEAD = 76;
+export const W_FREE_COUNT = 77;
+export const W_EXPIRING = 78;
+export const W_SWEEP = 79;
+export const W_PENDING_CHUNKS = 80;
+export const W_ERA = 81;
 
-export const F_TTL = 24;
-export const F_SETS = 25;
-export const F_DELETES = 26;
-export const F_EVICTIONS = 27;
-export const F_EXPIRATIONS = 28;
-export const F_HITS = 29;
-export const F_MISSES = 30;
-export const F_REPAIRS = 31;
-export const F_COALESCED = 32;
+export const F_TTL = 48;
+export const F_SETS = 49;
+export const F_DELETES = 50;
+export const F_EVICTIONS = 51;
+export const F_EXPIRATIONS = 52;
+export const F_HITS = 53;
+export const F_MISSES = 54;
+export const F_REPAIRS = 55;
+export const F_COALESCED = 56;
 /** Byte offset of the counts of instances that found no free counter row: hits, misses, coalesced (uint64). */
-export const OVERFLOW_BYTE = 264;
+export const OVERFLOW_BYTE = 456;
 
 export const COUNTERS_BYTES = 1024;
 export const COUNTER_ROW_BYTES = 32;

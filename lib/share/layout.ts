@@ -3,13 +3,13 @@
 //
 // | word | bytes   | name     | written by, when                  | meaning                                             |
 // |------|---------|----------|-----------------------------------|-----------------------------------------------------|
-// | 0-15 | 0-63    | header   | lib/layout.ts                     | magic "MMSH", SIZE = bytes of each slot             |
+// | 0-63 | 0-255   | header   | lib/layout.ts                     | magic "MMSH", SIZE = bytes of each slot             |
 // | 3    | 12-15   | COMMIT   | LOCK holder, after the payload    | version; 0 = never set; its parity names the slot   |
 // |      |         |          |                                   | holding the committed value                         |
 // | 4    | 16-19   | LENGTH_0 | LOCK holder, before COMMIT        | payload bytes in slot 0                             |
 // | 5    | 20-23   | LENGTH_1 | LOCK holder, before COMMIT        | payload bytes in slot 1                             |
-// | -    | 64...   | slot 0   | LOCK holder                       | SIZE bytes                                          |
-// | -    | 64+SIZE | slot 1   | LOCK holder                       | SIZE bytes                                          |
+// | -    | 256...  | slot 0   | LOCK holder                       | SIZE bytes                                          |
+// | -    | 256+SIZE| slot 1   | LOCK holder                       | SIZE bytes                                          |
 //
 // Invariants. Only the holder of LOCK writes COMMIT, the lengths and the slots. A writer fills the slot that COMMIT
 // does not name, then its length, and commits last with one store of the next version, so a writer killed at any

@@ -9,7 +9,8 @@ import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from '../lock.j
 import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
 import { pollUntil } from '../wait.js';
 import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from '../region.js';
-import { changes, checkInterval, watch } from '../watch.js';
+import { changes, checkInterval, watch, type Watched } from '../watch.js';
+import { listen, ring } from '../bell.js';
 
 export interface CreateOptions<T> {
   /** Exports the handle as `MMAP_SHARE_<name>` in `process.env`, so forked children can `attach(name)`. */
@@ -35,6 +36,7 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
   #handle: RegionHandle;
   #codec: Codec<T>;
   #snapshot: Read<T> | undefined;
+  readonly #looks = new Set<() => void>();
 
   /** Same as `MmapShare.create(size, options)`. */
   constructor(size: number, options: CreateOptions<T> = {}) {
@@ -98,37 +100,41 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
     const region = this.#open();
     const payload = encodeFitting(this.#codec, value, region.size);
     this.#exclusive(() => commit(region, payload));
+    ring(region);
   }
 
   /** Replaces the value with `fn(current)` under the exclusive lock, and returns the new value. */
   update(fn: (current: T | Unset) => T): T {
     const region = this.#open();
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
-    return this.#exclusive(() => {
+    const next = this.#exclusive(() => {
       const next = fn(readLocked(region, this.#codec).value as T | Unset);
       commit(region, encodeFitting(this.#codec, next, region.size));
       return next;
     });
+    ring(region);
+    return next;
   }
 
   /**
-   * Calls `listener(value, version)` after every change of version, seen by polling the version word every
-   * `interval` ms. Several changes between two polls make one call, with the latest value. The timer does not keep
-   * the process alive, and stops by itself on close(). Returns the function that stops watching.
+   * Calls `listener(value, version)` after every change of version, woken by the region's doorbell (or, where the
+   * kernel cannot watch the region, by polling the version word every `interval` ms). Several changes between two
+   * looks make one call, with the latest value. Keeps no process alive, and stops by itself on close(). Returns the
+   * function that stops watching.
    */
   watch(listener: (value: T | Unset, version: number) => void, options: WatchOptions = {}): () => void {
     this.#open();
     checkNames(options, WATCH_NAMES);
     if (typeof listener !== 'function')
       throw shareError('ERR_BAD_OPTION', `listener must be a function, got ${describe(listener)}`);
-    return watch(this, listener, checkInterval(options));
+    return watch(this.#watched(), listener, checkInterval(options));
   }
 
   /** The value after every change of version, as an async iterator: `for await (const value of share.changes())`. */
   changes(options: ChangesOptions = {}): AsyncGenerator<T | Unset> {
     this.#open();
     checkNames(options, CHANGES_NAMES);
-    return changes(this, checkInterval(options), options.signal);
+    return changes(this.#watched(), checkInterval(options), options.signal);
   }
 
   /** Takes the exclusive lock, waiting as long as it takes; blocks the thread while it waits. */
@@ -194,11 +200,31 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
    */
   close(): void {
     this.#handle.close();
+    // Each watcher looks once more, sees the share closed, and stops.
+    for (const look of this.#looks) look();
   }
 
   /** Same as close(), for `using share = MmapShare.attach(ref)`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  // What watch() and changes() see of this share; their looks, for close() to end them.
+  #watched(): Watched<T | Unset> {
+    const region = this.#open();
+    return {
+      version: () => Atomics.load(region.words, W_COMMIT),
+      closed: () => this.closed,
+      get: () => this.get(),
+      listen: (look, interval) => {
+        this.#looks.add(look);
+        const stop = listen(region, look, interval);
+        return () => {
+          this.#looks.delete(look);
+          stop();
+        };
+      },
+    };
   }
 
   #open(): Region {

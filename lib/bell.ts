@@ -1,0 +1,128 @@
+// The doorbell: how a writer wakes the threads that wait for a region to change, with no polling and, while nobody
+// waits, at no cost. A waiter watches the region's file with inotify (fs.watch on /proc/self/fd/<fd>, in its own
+// event loop) and registers in a row of the header; a writer, after its commit, rings with one pwrite(2) of the BELL
+// word, which inotify reports (a store through the mapping it does not), when someone is registered and the bell is
+// quiet: a burst of commits rings once.
+//
+// Why no wake-up is lost. A waiter W: (1) starts watching, (2) registers (WAITERS + 1), then every time it looks,
+// once at the start and after every event: (3) stores RUNG = 0, (4) reads what it waits for. A writer: (a) commits,
+// (b) loads WAITERS and, when it is not 0, swaps RUNG from 0 to 1 and, if it did, writes BELL. Every access is a
+// sequentially consistent Atomics operation (the write is a system call after them), so take any commit C made after
+// W's (2) and the writer's (b) after it:
+// - (b) found WAITERS 0: impossible, since W's (2) came before C.
+// - (b) swapped RUNG and rang: W was watching since (1), so it gets the event, and its (4) after it reads C.
+// - (b) found RUNG = 1: some swap S set it, and no waiter's (3) came between S and (b) (it would have left 0, unless a
+//   later swap set it again: take the last). W's looks are then all before S or after (b). S's ring reaches W, which
+//   was watching before any of its looks; the look it makes for that event is not before S, so it is after (b), and
+//   reads C.
+// So every waiter looks after every commit made once it was registered. A ring whose write failed leaves RUNG = 1
+// until a waiter looks: each waiter also looks every LOOK_MS, which keeps the bell working, late, rather than dead.
+import { type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
+import { D_WAITER_ROWS, type Mapping, W_BELL, W_RUNG, W_WAITERS, WAITER_ROWS } from './layout.js';
+import { isGone, ownerOf, ownerWord, ownOwner } from './lock.js';
+
+/** What the bell needs of a region: its header, and a descriptor of its file to ring and watch through. */
+interface Belled extends Mapping {
+  readonly fd: number;
+  readonly id: string;
+}
+
+// A waiter looks this often besides, in case a ring could not be written.
+const LOOK_MS = 1000;
+const ZERO = Buffer.alloc(4);
+
+/** After a commit: wakes the region's waiters, with a system call only when someone waits and the bell is quiet. */
+export function ring(region: Belled): void {
+  const { words } = region;
+  if (Atomics.load(words, W_WAITERS) === 0 || Atomics.compareExchange(words, W_RUNG, 0, 1) !== 0) return;
+  try {
+    writeSync(region.fd, ZERO, 0, 4, W_BELL * 4);
+  } catch {
+    // The waiters look again within LOOK_MS, and clear RUNG when they do.
+  }
+}
+
+// This thread's registrations, by region id: one row a region, however many of its waiters wait on it here.
+const registrations = new Map<string, { row: number; waiters: number }>();
+
+function register(region: Belled): boolean {
+  const held = registrations.get(region.id);
+  if (held !== undefined) return (held.waiters++, true);
+  const { wide, words } = region;
+  const mine = ownerWord(ownOwner());
+  for (let row = 0; row < WAITER_ROWS; row++) {
+    const at = D_WAITER_ROWS + row;
+    const word = Atomics.load(wide, at);
+    // A row of a thread that is gone is reclaimed here: its WAITERS count goes with it.
+    if (word !== 0n && isGone(ownerOf(word)) && Atomics.compareExchange(wide, at, word, 0n) === word) {
+      Atomics.sub(words, W_WAITERS, 1);
+    }
+    if (Atomics.compareExchange(wide, at, 0n, mine) === 0n) {
+      Atomics.add(words, W_WAITERS, 1);
+      registrations.set(region.id, { row: at, waiters: 1 });
+      return true;
+    }
+  }
+  return false;
+}
+
+function unregister(region: Belled): void {
+  const held = registrations.get(region.id)!;
+  if (--held.waiters > 0) return;
+  registrations.delete(region.id);
+  Atomics.store(region.wide, held.row, 0n);
+  Atomics.sub(region.words, W_WAITERS, 1);
+}
+
+/** The rows in use: the threads that wait on the region, for inspect. */
+export function waitersOf(region: Mapping): number {
+  let waiters = 0;
+  for (let row = 0; row < WAITER_ROWS; row++) if (Atomics.load(region.wide, D_WAITER_ROWS + row) !== 0n) waiters++;
+  return waiters;
+}
+
+let warned = false;
+
+/**
+ * Calls `look()` now and whenever the region may have changed: on each ring, or, where the kernel refuses to watch
+ * the file (inotify's limits) or the header has no free row, every `interval` ms, said once with a process warning.
+ * Keeps no process alive. Returns what stops it.
+ */
+export function listen(region: Belled, look: () => void, interval: number): () => void {
+  let watcher: FSWatcher | undefined;
+  let why: string | undefined;
+  try {
+    watcher = watchFile(`/proc/self/fd/${region.fd}`, { persistent: false }, () => looked());
+    watcher.on('error', () => {});
+  } catch (error) {
+    why = `inotify refused to watch it (${(error as Error).message})`;
+  }
+  const registered = watcher !== undefined && register(region);
+  if (watcher !== undefined && !registered) {
+    watcher.close();
+    watcher = undefined;
+    why = `all ${WAITER_ROWS} of its waiter rows are taken`;
+  }
+  if (why !== undefined && !warned) {
+    warned = true;
+    process.emitWarning(`mmap-share: a region's waiters poll every ${interval} ms: ${why}`, {
+      code: 'MMAP_SHARE_POLLING',
+    });
+  }
+  function looked() {
+    Atomics.store(region.words, W_RUNG, 0);
+    look();
+  }
+  const timer = setInterval(looked, registered ? Math.max(interval, LOOK_MS) : interval);
+  timer.unref();
+  looked();
+  let stopped = false;
+  return () => {
+    if (stopped) return;
+    stopped = true;
+    clearInterval(timer);
+    if (watcher === undefined) return;
+    watcher.close();
+    unregister(region);
+  };
+}

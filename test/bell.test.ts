@@ -1,0 +1,76 @@
+// The doorbell with real processes: a watcher that only a ring can wake in time hears every change it waits for,
+// however its registering races the writer; a killed watcher's registration is reclaimed; where the header has no
+// free row, watchers poll instead and say so once.
+import { fork } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { D_WAITER_ROWS, W_WAITERS, WAITER_ROWS } from '../dist/layout.js';
+import { fixture, fresh, tempDir } from './helpers.js';
+
+const children: ReturnType<typeof fork>[] = [];
+afterEach(() => void children.splice(0).forEach((child) => child.kill('SIGKILL')));
+
+// A watcher process; resolves with it once it watches.
+async function watcher(handle: string, last: number, mode = '') {
+  const child = fork(fixture('bell-watcher.mjs'), [handle, String(last), mode], { stdio: 'pipe' });
+  children.push(child);
+  await new Promise((resolve) => child.once('message', resolve));
+  const done = new Promise<unknown>((resolve) => child.once('message', resolve));
+  return { child, done };
+}
+
+const word = (path: string, index: number) => readFileSync(path).readUInt32LE(index * 4);
+
+describe('the doorbell', () => {
+  it('wakes watchers in other processes for every change, however registering races the rings', async () => {
+    const last = 600;
+    const share = fresh<number>(64, { value: 0 });
+    const watchers = await Promise.all(Array.from({ length: 3 }, () => watcher(share.handle, last + 1)));
+    for (let version = 2; version <= last + 1; version++) {
+      share.set(version);
+      if (version % 50 === 0) await sleep(1);
+      else if (version % 7 === 0) await new Promise(setImmediate);
+    }
+    const reports = (await Promise.all(watchers.map(({ done }) => done))) as { seen: number; version: number }[];
+    for (const report of reports) expect(report).toMatchObject({ version: last + 1, seen: expect.any(Number) });
+    // A lost wake-up would leave a watcher asleep for its 60 s interval, past this test's timeout.
+  }, 30_000);
+
+  it('reclaims the registration of a watcher killed while it waits', async () => {
+    const path = `${tempDir()}/bell`;
+    const share = fresh<number>(64, { path, value: 0 });
+    const { child } = await watcher(path, 0, 'kill');
+    expect(word(path, W_WAITERS)).toBe(1);
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(word(path, W_WAITERS)).toBe(1);
+    const stop = share.watch(() => {});
+    expect(word(path, W_WAITERS)).toBe(1);
+    stop();
+    expect(word(path, W_WAITERS)).toBe(0);
+  });
+
+  it('polls, warning once with MMAP_SHARE_POLLING, when every waiter row is taken by a live thread', async () => {
+    const path = `${tempDir()}/full`;
+    const share = fresh<number>(64, { path, value: 0 });
+    // Rows naming pid 1 as it runs: alive, so never reclaimed.
+    const start = BigInt(readFileSync('/proc/1/stat', 'latin1').split(') ')[1]!.split(' ')[19]!) & 0xffffffffn;
+    const row = Buffer.alloc(8);
+    row.writeBigUInt64LE(1n | (start << 32n));
+    const fd = openSync(path, 'r+');
+    for (let i = 0; i < WAITER_ROWS; i++) writeSync(fd, row, 0, 8, (D_WAITER_ROWS + i) * 8);
+    closeSync(fd);
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    const heard: number[] = [];
+    const stop = share.watch((value) => heard.push(value ?? -1), { interval: 5 });
+    share.set(7);
+    for (let waited = 0; heard.length === 0 && waited < 2000; waited += 5) await sleep(5);
+    stop();
+    process.off('warning', onWarning);
+    expect(heard).toStrictEqual([7]);
+    expect(warnings).toMatchObject([{ code: 'MMAP_SHARE_POLLING', message: expect.stringContaining('22') }]);
+  });
+});
