@@ -19,7 +19,9 @@
 // until a waiter looks: each waiter also looks every LOOK_MS, which keeps the bell working, late, rather than dead.
 import { type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
 import { D_WAITER_ROWS, type Mapping, W_BELL, W_RUNG, W_WAITERS, WAITER_ROWS } from './layout.js';
+import { shareError } from './errors.js';
 import { isGone, ownerOf, ownerWord, ownOwner } from './lock.js';
+import { armDeadline } from './wait.js';
 
 /** What the bell needs of a region: its header, and a descriptor of its file to ring and watch through. */
 interface Belled extends Mapping {
@@ -84,11 +86,11 @@ export function waitersOf(region: Mapping): number {
 let warned = false;
 
 /**
- * Calls `look()` now and whenever the region may have changed: on each ring, or, where the kernel refuses to watch
- * the file (inotify's limits) or the header has no free row, every `interval` ms, said once with a process warning.
- * Keeps no process alive. Returns what stops it.
+ * Calls `look()` now and whenever the region may have changed: on each ring, and every `lookMs` ms (or `interval`,
+ * if longer) besides; or, where the kernel refuses to watch the file (inotify's limits) or the header has no free
+ * row, every `interval` ms, said once with a process warning. Keeps no process alive. Returns what stops it.
  */
-export function listen(region: Belled, look: () => void, interval: number): () => void {
+export function listen(region: Belled, look: () => void, interval: number, lookMs = LOOK_MS): () => void {
   let watcher: FSWatcher | undefined;
   let why: string | undefined;
   try {
@@ -113,7 +115,7 @@ export function listen(region: Belled, look: () => void, interval: number): () =
     Atomics.store(region.words, W_RUNG, 0);
     look();
   }
-  const timer = setInterval(looked, registered ? Math.max(interval, LOOK_MS) : interval);
+  const timer = setInterval(looked, registered ? Math.max(interval, lookMs) : interval);
   timer.unref();
   looked();
   let stopped = false;
@@ -125,4 +127,52 @@ export function listen(region: Belled, look: () => void, interval: number): () =
     watcher.close();
     unregister(region);
   };
+}
+
+// A lock's holder that dies, a fetch marker whose lease runs out: no one rings for them, so their waiters look this
+// often besides.
+const UNRUNG_MS = 16;
+
+/**
+ * Resolves with what `attempt()` returns once it is not undefined, trying it on every ring of `region`. Rejects
+ * with ERR_LOCK_TIMEOUT (the message from `explain`) after `timeout` ms, with the reason of `signal` when it aborts,
+ * and with what `attempt` throws.
+ */
+export function waitOn<R>(
+  region: Belled,
+  attempt: () => R | undefined,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  explain: () => string,
+): Promise<R> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<R>((resolve, reject) => {
+    let done = false;
+    // Until listen() returns, its first look may finish, with nothing to stop yet.
+    let stop = () => {};
+    const finish = (settle: () => void) => {
+      if (done) return;
+      done = true;
+      stop();
+      cancel();
+      signal?.removeEventListener('abort', onAbort);
+      settle();
+    };
+    const onAbort = () => finish(() => reject(signal!.reason));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const cancel = armDeadline(performance.now() + timeout, () =>
+      finish(() => reject(shareError('ERR_LOCK_TIMEOUT', explain()))),
+    );
+    const look = () => {
+      if (done) return;
+      try {
+        const result = attempt();
+        if (result !== undefined) finish(() => resolve(result));
+      } catch (error) {
+        finish(() => reject(error));
+      }
+    };
+    stop = listen(region, look, UNRUNG_MS, UNRUNG_MS);
+    if (done) stop();
+  });
 }

@@ -1,6 +1,7 @@
 // fetch() within one instance: the calls that ask for the same key join one run, and each waits for it under its own
 // timeout and signal. The run is aborted only once every call waiting for it has given up. Both map backends use it.
 import { shareError } from './errors.js';
+import { armDeadline } from './wait.js';
 
 /** What a run tells the calls waiting for it, and the signal that aborts it. */
 export interface FlightControl {
@@ -44,8 +45,6 @@ class Flight<R> implements FlightControl {
   }
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** The runs under way, by key. */
 export class Flights<R> {
   readonly #flights = new Map<string, Flight<R>>();
@@ -80,11 +79,10 @@ export class Flights<R> {
     const deadline = performance.now() + timeout;
     return new Promise<R>((resolve, reject) => {
       let settled = false;
-      let timer: NodeJS.Timeout | undefined;
       const leave = (settle: () => void) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        cancel();
         signal?.removeEventListener('abort', onAbort);
         joined.waiting--;
         settle();
@@ -102,12 +100,7 @@ export class Flights<R> {
           shareError('ERR_LOCK_TIMEOUT', `fetch(${JSON.stringify(key)}) waited ${timeout} ms for ${joined.awaited}`),
         );
       };
-      // setTimeout fires at once past 2^31 - 1 ms, so a longer timeout is armed again in steps.
-      const arm = () => {
-        const left = deadline - performance.now();
-        timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(onTimeout, left);
-      };
-      if (timeout !== Infinity) arm();
+      const cancel = armDeadline(deadline, onTimeout);
       signal?.addEventListener('abort', onAbort, { once: true });
       joined.done.then(
         async (value) => {

@@ -1,6 +1,7 @@
 // RegionHandle: the lifecycle every kind of region shares: its name in process.env, being closed, the exclusive
 // section and the optimistic read that falls back to it.
 import { shareError } from './errors.js';
+import { ring } from './bell.js';
 import { RACED } from './layout.js';
 import { deadHolder, LOCK_FREE_TRIES, releaseLock, takeDeadHolder, takeLock } from './lock.js';
 import { closeRegion, envKey, type Region } from './region.js';
@@ -42,19 +43,33 @@ export class RegionHandle {
     return this.#region === undefined;
   }
 
-  /** Gives back the lock taken by a section or by lock(). */
-  release(region: Region): void {
+  /** Gives back the lock taken by a section or by lock(), ringing for what was written and for the lock's waiters. */
+  release(region: Region, rings = true): void {
     this.locked = false;
     releaseLock(region);
+    if (rings) ring(region);
   }
 
   /**
    * Runs `work` holding the exclusive lock, taking it only if this instance does not hold it already: calls made from
-   * `work` on this instance (an update function that calls get()) see the lock as held and do not take it.
+   * `work` on this instance (an update function that calls get()) see the lock as held and do not take it. Rings the
+   * region's doorbell after it, for what `work` wrote, and for the lock it gives back.
    */
   exclusive<R>(work: () => R): R {
+    return this.#section(work, true);
+  }
+
+  // A section that only reads rings for nothing: a waiter whose look read under the lock would ring for itself.
+  #section<R>(work: () => R, rings: boolean): R {
     const region = this.open();
-    if (this.locked) return work();
+    if (this.locked) {
+      try {
+        return work();
+      } finally {
+        // Not once `work` closed this instance: its descriptor's number may name another file by now.
+        if (rings && !this.closed) ring(region);
+      }
+    }
     takeLock(region);
     this.locked = true;
     try {
@@ -66,7 +81,7 @@ export class RegionHandle {
       return work();
     } finally {
       // close() from inside `work` has given the lock back already.
-      if (this.locked) this.release(region);
+      if (this.locked) this.release(region, rings);
     }
   }
 
@@ -81,7 +96,7 @@ export class RegionHandle {
         if (result !== RACED) return result;
       }
     }
-    return this.exclusive(locked);
+    return this.#section(locked, false);
   }
 
   /**

@@ -34,3 +34,17 @@ export async function pollUntil<R>(
     }
   }
 }
+
+// setTimeout fires at once past 2^31 - 1 ms, so a longer wait is armed again in steps.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Calls `fire` at `deadline` (a performance.now() time), however far away; returns what cancels it. */
+export function armDeadline(deadline: number, fire: () => void): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    const left = deadline - performance.now();
+    timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(fire, left);
+  };
+  if (deadline !== Infinity) arm();
+  return () => clearTimeout(timer);
+}

@@ -7,7 +7,8 @@ import { type FlightControl, Flights } from '../flight.js';
 import type { RegionHandle } from '../handle.js';
 import { RACED as RACE } from '../layout.js';
 import { isGone, ownOwner } from '../lock.js';
-import { pollUntil } from '../wait.js';
+import { waitOn } from '../bell.js';
+import type { Region } from '../region.js';
 import { type Exclusive, expiresOf, FLAG_PENDING, isExpired, type MapView, setExpires } from './layout.js';
 import { encodeFor, expiry } from './options.js';
 import { decodeLocked } from './reader.js';
@@ -24,6 +25,8 @@ let lastToken = 0;
 export interface MarkerHost<V> {
   /** The map's view; its mapping outlives close(), so reading it then is safe, though stale. */
   view: MapView;
+  /** Its region, whose doorbell a waiter sleeps on. */
+  region: Region;
   codec: Codec<V>;
   exclusive: Exclusive;
   optimistic: RegionHandle['optimistic'];
@@ -84,7 +87,8 @@ export class FetchMarkers<V> {
         return this.#compute(name, claim.token, compute, ttl, control.signal);
       }
       control.waitingFor(`pid ${claim.marker.id} to compute it`);
-      await pollUntil(
+      await waitOn(
+        this.#host.region,
         () => (this.#markerLapsed(name, claim.ver, claim.marker) ? true : undefined),
         Infinity,
         control.signal,

@@ -88,6 +88,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     this.#counters = new Counters(this.#view, this.#exclusive);
     this.#fetches = new FetchMarkers<V>({
       view: this.#view,
+      region,
       codec: this.#codec,
       exclusive: this.#exclusive,
       optimistic: (tryOnce, locked) => this.#handle.optimistic(tryOnce, locked),

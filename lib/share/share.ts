@@ -7,10 +7,9 @@ import { MAX_SIZE } from '../layout.js';
 import { commit, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
 import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from '../lock.js';
 import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
-import { pollUntil } from '../wait.js';
 import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from '../region.js';
 import { changes, checkInterval, watch, type Watched } from '../watch.js';
-import { listen, ring } from '../bell.js';
+import { listen, waitOn } from '../bell.js';
 
 export interface CreateOptions<T> {
   /** Exports the handle as `MMAP_SHARE_<name>` in `process.env`, so forked children can `attach(name)`. */
@@ -100,20 +99,17 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
     const region = this.#open();
     const payload = encodeFitting(this.#codec, value, region.size);
     this.#exclusive(() => commit(region, payload));
-    ring(region);
   }
 
   /** Replaces the value with `fn(current)` under the exclusive lock, and returns the new value. */
   update(fn: (current: T | Unset) => T): T {
     const region = this.#open();
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
-    const next = this.#exclusive(() => {
+    return this.#exclusive(() => {
       const next = fn(readLocked(region, this.#codec).value as T | Unset);
       commit(region, encodeFitting(this.#codec, next, region.size));
       return next;
     });
-    ring(region);
-    return next;
   }
 
   /**
@@ -157,8 +153,8 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
   async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
     checkNames(options, LOCK_ASYNC_NAMES);
     const timeout = checkTimeout(options.timeout);
-    this.#open();
-    return pollUntil(
+    return waitOn(
+      this.#open(),
       // Another call on this instance may have taken the lock while this one slept; wait for its unlock.
       () => (!this.#handle.locked && tryTakeLock(this.#open()) ? this.#acquired() : undefined),
       timeout,
