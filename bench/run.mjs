@@ -25,7 +25,9 @@ const NAMES = pick('contestants', Object.keys(contestants));
 const BASELINE = 'mmap-share v8';
 const SCENARIO_TIMEOUT_MS = 120_000;
 // snapshot() is a way to read: it has nothing different to show when writing.
-const applies = (name, workload) => !(name.includes('snapshot') && (workload === 'set' || workload === 'update'));
+const applies = (name, workload) =>
+  !(name.includes('snapshot') && (workload === 'set' || workload === 'update')) &&
+  (contestants[name].only ?? workload) === workload;
 
 const results = MmapShare.create(16 << 20, { name: 'bench_results', value: {} });
 const plan = WORKLOADS.flatMap((workload) =>

@@ -119,7 +119,7 @@ async function worker() {
     };
     const poller = client.onPublish
       ? client.onPublish(notice)
-      : setInterval(() => notice(client.peek()), POLL_EVERY_MS);
+      : setInterval(() => notice(client.peek()), contestant.pollEveryMs ?? POLL_EVERY_MS);
     await new Promise((resolve) => process.on('message', (message) => message.op === 'stop' && resolve()));
     clearInterval(poller);
     report({ delays });

@@ -15,8 +15,10 @@
 //   later swap set it again: take the last). W's looks are then all before S or after (b). S's ring reaches W, which
 //   was watching before any of its looks; the look it makes for that event is not before S, so it is after (b), and
 //   reads C.
-// So every waiter looks after every commit made once it was registered. A ring whose write failed leaves RUNG = 1
-// until a waiter looks: each waiter also looks every LOOK_MS, which keeps the bell working, late, rather than dead.
+// So every waiter looks after every commit made once it was registered. A ring whose write failed gives RUNG back;
+// a writer killed between its swap and its write leaves RUNG = 1 until a waiter looks, and each waiter also looks every
+// LOOK_MS, which keeps the bell working, late, rather than dead. WAITERS goes up before a row is claimed and down after
+// one is given back, so a thread killed in between leaves it too high (a needless ring), never too low (a deaf one).
 import { type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
 import { D_WAITER_ROWS, type Mapping, W_BELL, W_RUNG, W_WAITERS, WAITER_ROWS } from './layout.js';
 import { shareError } from './errors.js';
@@ -29,8 +31,9 @@ interface Belled extends Mapping {
   readonly id: string;
 }
 
-// A waiter looks this often besides, in case a ring could not be written.
-const LOOK_MS = 1000;
+// A waiter looks this often besides, in case a ring was lost with its writer; MMAP_SHARE_BELL_LOOK_MS sets it, for
+// the tests that prove no ring is needed to be lost for a waiter to wait that long.
+const LOOK_MS = Number(process.env.MMAP_SHARE_BELL_LOOK_MS) || 1000;
 const ZERO = Buffer.alloc(4);
 
 /** After a commit: wakes the region's waiters, with a system call only when someone waits and the bell is quiet. */
@@ -40,7 +43,8 @@ export function ring(region: Belled): void {
   try {
     writeSync(region.fd, ZERO, 0, 4, W_BELL * 4);
   } catch {
-    // The waiters look again within LOOK_MS, and clear RUNG when they do.
+    // Not rung (a file size limit, say): the next writer rings instead, and the waiters look within LOOK_MS.
+    Atomics.store(words, W_RUNG, 0);
   }
 }
 
@@ -52,19 +56,21 @@ function register(region: Belled): boolean {
   if (held !== undefined) return (held.waiters++, true);
   const { wide, words } = region;
   const mine = ownerWord(ownOwner());
-  for (let row = 0; row < WAITER_ROWS; row++) {
-    const at = D_WAITER_ROWS + row;
+  // Rows of threads that are gone are reclaimed first, every one: their WAITERS counts go with them.
+  for (let at = D_WAITER_ROWS; at < D_WAITER_ROWS + WAITER_ROWS; at++) {
     const word = Atomics.load(wide, at);
-    // A row of a thread that is gone is reclaimed here: its WAITERS count goes with it.
     if (word !== 0n && isGone(ownerOf(word)) && Atomics.compareExchange(wide, at, word, 0n) === word) {
       Atomics.sub(words, W_WAITERS, 1);
     }
+  }
+  Atomics.add(words, W_WAITERS, 1);
+  for (let at = D_WAITER_ROWS; at < D_WAITER_ROWS + WAITER_ROWS; at++) {
     if (Atomics.compareExchange(wide, at, 0n, mine) === 0n) {
-      Atomics.add(words, W_WAITERS, 1);
       registrations.set(region.id, { row: at, waiters: 1 });
       return true;
     }
   }
+  Atomics.sub(words, W_WAITERS, 1);
   return false;
 }
 
@@ -86,9 +92,9 @@ export function waitersOf(region: Mapping): number {
 let warned = false;
 
 /**
- * Calls `look()` now and whenever the region may have changed: on each ring, and every `lookMs` ms (or `interval`,
- * if longer) besides; or, where the kernel refuses to watch the file (inotify's limits) or the header has no free
- * row, every `interval` ms, said once with a process warning. Keeps no process alive. Returns what stops it.
+ * Calls `look()` now and whenever the region may have changed: on each ring, and every `lookMs` ms besides; or, where
+ * the kernel refuses to watch the file (inotify's limits) or the header has no free row, every `interval` ms, said
+ * once with a process warning. Keeps no process alive. Returns what stops it.
  */
 export function listen(region: Belled, look: () => void, interval: number, lookMs = LOOK_MS): () => void {
   let watcher: FSWatcher | undefined;
@@ -115,7 +121,7 @@ export function listen(region: Belled, look: () => void, interval: number, lookM
     Atomics.store(region.words, W_RUNG, 0);
     look();
   }
-  const timer = setInterval(looked, registered ? Math.max(interval, lookMs) : interval);
+  const timer = setInterval(looked, registered ? lookMs : interval);
   timer.unref();
   looked();
   let stopped = false;

@@ -13,7 +13,9 @@ afterEach(() => void children.splice(0).forEach((child) => child.kill('SIGKILL')
 
 // A watcher process; resolves with it once it watches.
 async function watcher(handle: string, last: number, mode = '') {
-  const child = fork(fixture('bell-watcher.mjs'), [handle, String(last), mode], { stdio: 'pipe' });
+  // Their only looks besides the rings are a minute apart: a lost wake-up would have to wait that long.
+  const env = { ...process.env, MMAP_SHARE_BELL_LOOK_MS: '60000' };
+  const child = fork(fixture('bell-watcher.mjs'), [handle, String(last), mode], { stdio: 'pipe', env });
   children.push(child);
   await new Promise((resolve) => child.once('message', resolve));
   const done = new Promise<unknown>((resolve) => child.once('message', resolve));
@@ -34,7 +36,7 @@ describe('the doorbell', () => {
     }
     const reports = (await Promise.all(watchers.map(({ done }) => done))) as { seen: number; version: number }[];
     for (const report of reports) expect(report).toMatchObject({ version: last + 1, seen: expect.any(Number) });
-    // A lost wake-up would leave a watcher asleep for its 60 s interval, past this test's timeout.
+    // A lost wake-up would leave a watcher asleep for a minute, past this test's timeout.
   }, 30_000);
 
   it('reclaims the registration of a watcher killed while it waits', async () => {
@@ -48,6 +50,19 @@ describe('the doorbell', () => {
     const stop = share.watch(() => {});
     expect(word(path, W_WAITERS)).toBe(1);
     stop();
+    expect(word(path, W_WAITERS)).toBe(0);
+  });
+
+  it('reclaims every row of a thread that is gone, not only those before the first free one', async () => {
+    const path = `${tempDir()}/rows`;
+    const share = fresh<number>(64, { path, value: 0 });
+    const stop = share.watch(() => {});
+    const { child } = await watcher(path, 0, 'kill');
+    stop();
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(word(path, W_WAITERS)).toBe(1);
+    share.watch(() => {})();
     expect(word(path, W_WAITERS)).toBe(0);
   });
 
