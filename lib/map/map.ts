@@ -241,7 +241,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   /**
    * The value of `key`; when it is absent, `compute(key)` runs in exactly one process of the cluster while the others
-   * wait for its result, polling without blocking their event loop. If the computing thread dies, or its compute
+   * wait for its result on the doorbell, without blocking their event loop. If the computing thread dies, or its compute
    * throws (which its caller and the calls that joined it see), a waiting process computes instead. A compute that
    * returns undefined stores nothing; fetch() then gives undefined.
    */
