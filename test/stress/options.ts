@@ -12,6 +12,7 @@ export const stress = {
   cycles: number('STRESS_CYCLES', 10_000),
   lockRounds: number('STRESS_LOCK_ROUNDS', 300),
   crashKills: number('STRESS_CRASH_KILLS', 3),
+  bellSets: number('STRESS_BELL_SETS', 20_000),
 };
 
 /** Prints a suite's figure line, on its own line so that it reads the same under vitest and in a terminal. */

@@ -1,13 +1,23 @@
 // `npm run stress`: the reliability suites, each ending with one figure line. Flags make them bigger:
 //   --kills 5000  --processes 8  --updates 10000  --cases 10000  --corruptions 2000  --cycles 10000  --lock-rounds 300
-//   --crash-kills 17 (occurrences of each named crash point killed, test/crash-points.test.ts)
+//   --crash-kills 17 (occurrences of each named crash point killed, test/crash-points.test.ts)  --bell-sets 1000000
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 
-const flags = ['kills', 'processes', 'updates', 'cases', 'corruptions', 'cycles', 'lock-rounds', 'crash-kills'];
+const flags = [
+  'kills',
+  'processes',
+  'updates',
+  'cases',
+  'corruptions',
+  'cycles',
+  'lock-rounds',
+  'crash-kills',
+  'bell-sets',
+];
 const { values } = parseArgs({ options: Object.fromEntries(flags.map((flag) => [flag, { type: 'string' }])) });
 const env = { ...process.env };
-for (const [flag, value] of Object.entries(values)) env[`STRESS_${flag.replace('-', '_').toUpperCase()}`] = value;
+for (const [flag, value] of Object.entries(values)) env[`STRESS_${flag.replaceAll('-', '_').toUpperCase()}`] = value;
 
 const suites = ['test/stress', 'test/errors.test.ts', 'test/crash-points.test.ts'];
 const vitest = ['vitest', 'run', ...suites, '--reporter=verbose', '--testTimeout=0'];
