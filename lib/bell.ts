@@ -105,23 +105,29 @@ export function listen(region: Belled, look: () => void, interval: number, lookM
   } catch (error) {
     why = `inotify refused to watch it (${(error as Error).message})`;
   }
-  const registered = watcher !== undefined && register(region);
-  if (watcher !== undefined && !registered) {
-    watcher.close();
-    watcher = undefined;
-    why = `all ${WAITER_ROWS} of its waiter rows are taken`;
-  }
+  let registered = watcher !== undefined && register(region);
+  if (watcher !== undefined && !registered) why = `all ${WAITER_ROWS} of its waiter rows are taken`;
   if (why !== undefined && !warned) {
     warned = true;
     process.emitWarning(`mmap-share: a region's waiters poll every ${interval} ms: ${why}`, {
       code: 'MMAP_SHARE_POLLING',
     });
   }
+  // A waiter that found every row taken polls, and tries again for a row every lookMs: once it has one, it sleeps.
+  let timer = setInterval(looked, registered ? lookMs : interval);
+  let tried = performance.now();
   function looked() {
+    if (watcher !== undefined && !registered && performance.now() - tried >= lookMs) {
+      tried = performance.now();
+      if ((registered = register(region))) {
+        clearInterval(timer);
+        timer = setInterval(looked, lookMs);
+        timer.unref();
+      }
+    }
     Atomics.store(region.words, W_RUNG, 0);
     look();
   }
-  const timer = setInterval(looked, registered ? lookMs : interval);
   timer.unref();
   looked();
   let stopped = false;
@@ -129,9 +135,8 @@ export function listen(region: Belled, look: () => void, interval: number, lookM
     if (stopped) return;
     stopped = true;
     clearInterval(timer);
-    if (watcher === undefined) return;
-    watcher.close();
-    unregister(region);
+    watcher?.close();
+    if (registered) unregister(region);
   };
 }
 

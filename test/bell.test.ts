@@ -66,7 +66,7 @@ describe('the doorbell', () => {
     expect(word(path, W_WAITERS)).toBe(0);
   });
 
-  it('polls, warning once with MMAP_SHARE_POLLING, when every waiter row is taken by a live thread', async () => {
+  it('polls, warning once with MMAP_SHARE_POLLING, while every waiter row is taken by a live thread', async () => {
     const path = `${tempDir()}/full`;
     const share = fresh<number>(64, { path, value: 0 });
     // Rows naming pid 1 as it runs: alive, so never reclaimed.
@@ -83,9 +83,16 @@ describe('the doorbell', () => {
     const stop = share.watch((value) => heard.push(value ?? -1), { interval: 5 });
     share.set(7);
     for (let waited = 0; heard.length === 0 && waited < 2000; waited += 5) await sleep(5);
-    stop();
     process.off('warning', onWarning);
     expect(heard).toStrictEqual([7]);
     expect(warnings).toMatchObject([{ code: 'MMAP_SHARE_POLLING', message: expect.stringContaining('22') }]);
+    // Once a row is free again, the polling watcher takes it, within a second, and sleeps on the bell.
+    const free = openSync(path, 'r+');
+    writeSync(free, Buffer.alloc(8), 0, 8, D_WAITER_ROWS * 8);
+    closeSync(free);
+    for (let waited = 0; word(path, W_WAITERS) === 0 && waited < 3000; waited += 20) await sleep(20);
+    expect(word(path, W_WAITERS)).toBe(1);
+    stop();
+    expect(word(path, W_WAITERS)).toBe(0);
   });
 });

@@ -20,45 +20,49 @@ function rowsInUse(path: string): number {
   return rows;
 }
 
-it(`${stress.bellSets} sets racing ${WATCHERS} watchers that come, go and are killed: no wake-up lost`, async () => {
-  const path = `${tempDir()}/bell`;
-  const share = fresh<number>(64, { path, value: 0 });
-  const last = stress.bellSets + 1;
-  const reports: Promise<{ seen: number; version: number } | undefined>[] = [];
-  const live = new Set<ReturnType<typeof fork>>();
-  const spawn = async () => {
-    const child = fork(fixture('bell-watcher.mjs'), [path, String(last)], { stdio: 'pipe', env });
-    live.add(child);
-    await new Promise((resolve) => child.once('message', resolve));
-    reports.push(
-      new Promise((resolve) => {
-        child.once('message', resolve);
-        child.once('exit', () => resolve(undefined));
-      }),
-    );
-  };
-  await Promise.all(Array.from({ length: WATCHERS }, spawn));
-  let killed = 0;
-  for (let version = 2; version <= last; version++) {
-    share.set(version);
-    if (version % 997 === 0) await sleep(1);
-    else if (version % 13 === 0) await new Promise(setImmediate);
-    if (version % Math.ceil(stress.bellSets / 8) === 0) {
-      const victim = [...live][killed % live.size]!;
-      live.delete(victim);
-      victim.kill('SIGKILL');
-      killed++;
-      await spawn();
+it(
+  `${stress.bellSets} sets racing ${WATCHERS} watchers that come, go and are killed: no wake-up lost`,
+  async () => {
+    const path = `${tempDir()}/bell`;
+    const share = fresh<number>(64, { path, value: 0 });
+    const last = stress.bellSets + 1;
+    const reports: Promise<{ seen: number; version: number } | undefined>[] = [];
+    const live = new Set<ReturnType<typeof fork>>();
+    const spawn = async () => {
+      const child = fork(fixture('bell-watcher.mjs'), [path, String(last)], { stdio: 'pipe', env });
+      live.add(child);
+      await new Promise((resolve) => child.once('message', resolve));
+      reports.push(
+        new Promise((resolve) => {
+          child.once('message', resolve);
+          child.once('exit', () => resolve(undefined));
+        }),
+      );
+    };
+    await Promise.all(Array.from({ length: WATCHERS }, spawn));
+    let killed = 0;
+    for (let version = 2; version <= last; version++) {
+      share.set(version);
+      if (version % 997 === 0) await sleep(1);
+      else if (version % 13 === 0) await new Promise(setImmediate);
+      if (version % Math.ceil(stress.bellSets / 8) === 0) {
+        const victim = [...live][killed % live.size]!;
+        live.delete(victim);
+        victim.kill('SIGKILL');
+        killed++;
+        await spawn();
+      }
     }
-  }
-  const done = (await Promise.all(reports)).filter((report) => report !== undefined);
-  share.watch(() => {})();
-  const left = { rows: rowsInUse(path), waiters: readFileSync(path).readUInt32LE(W_WAITERS * 4) };
-  const waits = done.reduce((sum, report) => sum + report.seen, 0);
-  const lost = WATCHERS - done.filter((report) => report.version === last).length;
-  figure(
-    `bell: ${stress.bellSets} sets, ${done.length} watchers through, ${waits} wake-ups, ${lost} lost; ${killed} killed, ${left.rows} rows and ${left.waiters} waiters left`,
-  );
-  expect(lost).toBe(0);
-  expect(left).toStrictEqual({ rows: 0, waiters: 0 });
-}, Math.max(120_000, stress.bellSets / 5));
+    const done = (await Promise.all(reports)).filter((report) => report !== undefined);
+    share.watch(() => {})();
+    const left = { rows: rowsInUse(path), waiters: readFileSync(path).readUInt32LE(W_WAITERS * 4) };
+    const waits = done.reduce((sum, report) => sum + report.seen, 0);
+    const lost = WATCHERS - done.filter((report) => report.version === last).length;
+    figure(
+      `bell: ${stress.bellSets} sets, ${done.length} watchers through, ${waits} wake-ups, ${lost} lost; ${killed} killed, ${left.rows} rows and ${left.waiters} waiters left`,
+    );
+    expect(lost).toBe(0);
+    expect(left).toStrictEqual({ rows: 0, waiters: 0 });
+  },
+  Math.max(120_000, stress.bellSets / 5),
+);
