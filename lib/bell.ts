@@ -34,6 +34,8 @@ interface Belled extends Mapping {
 // A waiter looks this often besides, in case a ring was lost with its writer; MMAP_SHARE_BELL_LOOK_MS sets it, for
 // the tests that prove no ring is needed to be lost for a waiter to wait that long.
 const LOOK_MS = Number(process.env.MMAP_SHARE_BELL_LOOK_MS) || 1000;
+// After a look, a waiter lets this long pass before it looks for a ring again.
+const LOOK_GAP_MS = 1;
 const ZERO = Buffer.alloc(4);
 
 /** After a commit: wakes the region's waiters, with a system call only when someone waits and the bell is quiet. */
@@ -100,7 +102,7 @@ export function listen(region: Belled, look: () => void, interval: number, lookM
   let watcher: FSWatcher | undefined;
   let why: string | undefined;
   try {
-    watcher = watchFile(`/proc/self/fd/${region.fd}`, { persistent: false }, () => looked());
+    watcher = watchFile(`/proc/self/fd/${region.fd}`, { persistent: false }, rung);
     watcher.on('error', () => {});
   } catch (error) {
     why = `inotify refused to watch it (${(error as Error).message})`;
@@ -116,7 +118,21 @@ export function listen(region: Belled, look: () => void, interval: number, lookM
   // A waiter that found every row taken polls, and tries again for a row every lookMs: once it has one, it sleeps.
   let timer = setInterval(looked, registered ? lookMs : interval);
   let tried = performance.now();
+  let last = -Infinity;
+  let deferred: NodeJS.Timeout | undefined;
+  // A ring within LOOK_GAP_MS of the last look is looked at when that gap ends: meanwhile RUNG stays 1, so a burst of
+  // commits rings this waiter once a gap, not once a commit, and the look at the gap's end reads them all.
+  function rung() {
+    if (deferred !== undefined) return;
+    const wait = last + LOOK_GAP_MS - performance.now();
+    if (wait <= 0) return looked();
+    deferred = setTimeout(looked, wait);
+    deferred.unref();
+  }
   function looked() {
+    clearTimeout(deferred);
+    deferred = undefined;
+    last = performance.now();
     if (watcher !== undefined && !registered && performance.now() - tried >= lookMs) {
       tried = performance.now();
       if ((registered = register(region))) {
@@ -135,6 +151,7 @@ export function listen(region: Belled, look: () => void, interval: number, lookM
     if (stopped) return;
     stopped = true;
     clearInterval(timer);
+    clearTimeout(deferred);
     watcher?.close();
     if (registered) unregister(region);
   };
