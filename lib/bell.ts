@@ -15,10 +15,12 @@
 //   later swap set it again: take the last). W's looks are then all before S or after (b). S's ring reaches W, which
 //   was watching before any of its looks; the look it makes for that event is not before S, so it is after (b), and
 //   reads C.
-// So every waiter looks after every commit made once it was registered. A ring whose write failed gives RUNG back;
-// a writer killed between its swap and its write leaves RUNG = 1 until a waiter looks, and each waiter also looks every
-// LOOK_MS, which keeps the bell working, late, rather than dead. WAITERS goes up before a row is claimed and down after
-// one is given back, so a thread killed in between leaves it too high (a needless ring), never too low (a deaf one).
+// A waiter may put the look for an event off until LOOK_GAP_MS after its last look: the look it puts off still comes
+// after the event, which is all the argument asks of it. So every waiter looks after every commit made once it was
+// registered. A ring whose write failed gives RUNG back; a writer killed between its swap and its write leaves
+// RUNG = 1 until a waiter looks, and each waiter also looks every LOOK_MS, which keeps the bell working, late, rather
+// than dead. WAITERS goes up before a row is claimed and down after one is given back, so a thread killed in between
+// leaves it too high (a needless ring), never too low (a deaf one).
 import { type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
 import { D_WAITER_ROWS, type Mapping, W_BELL, W_RUNG, W_WAITERS, WAITER_ROWS } from './layout.js';
 import { shareError } from './errors.js';
