@@ -1,7 +1,7 @@
 // `npm run bench`: every contestant, workload and size in one run, each scenario in fresh processes, then the
-// SharedMap workloads (bench/map.mjs). Prints Markdown tables (stdout) and writes JSON to bench/results/; progress goes
-// to stderr.
-// Flags: --quick (shorter runs), --workloads=get,set,map  --sizes=100B,10KB  --contestants=lmdb,floor
+// SharedMap workloads (bench/map.mjs) and the wake-ups (bench/wakeups.mjs). Prints Markdown tables (stdout) and writes
+// JSON to bench/results/; progress goes to stderr.
+// Flags: --quick (shorter runs), --workloads=get,set,map,wakeups  --sizes=100B,10KB  --contestants=lmdb,floor
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -18,8 +18,11 @@ const { contestants } = await import('./contestants.mjs');
 
 const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
 const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
-const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', 'map']).filter((w) => w !== 'map');
+const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', 'map', 'wakeups']).filter(
+  (w) => w !== 'map' && w !== 'wakeups',
+);
 const MAP = !flags.workloads || flags.workloads.split(',').includes('map');
+const WAKEUPS = !flags.workloads || flags.workloads.split(',').includes('wakeups');
 const SIZE_NAMES = pick('sizes', Object.keys(SIZES));
 const NAMES = pick('contestants', Object.keys(contestants));
 const BASELINE = 'mmap-share v8';
@@ -101,6 +104,15 @@ if (MAP) {
   execFileSync(
     process.execPath,
     [new URL('map.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
+    {
+      stdio: 'inherit',
+    },
+  );
+}
+if (WAKEUPS) {
+  execFileSync(
+    process.execPath,
+    [new URL('wakeups.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
     {
       stdio: 'inherit',
     },
