@@ -3,6 +3,7 @@
 // suite's bound. Every watcher must reach the last version, and the rows of the killed ones must be reclaimed (by the
 // watchers registering after them) so that none is left, nor any count of them.
 import { fork } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, it } from 'vitest';
@@ -54,6 +55,8 @@ it(
       }
     }
     const done = (await Promise.all(reports)).filter((report) => report !== undefined);
+    // The watchers exit without giving their rows back: the next to register reclaims them, once they are gone.
+    await Promise.all([...live].map((child) => (child.exitCode ?? child.signalCode) === null && once(child, 'exit')));
     share.watch(() => {})();
     const left = { rows: rowsInUse(path), waiters: readFileSync(path).readUInt32LE(W_WAITERS * 4) };
     const waits = done.reduce((sum, report) => sum + report.seen, 0);
