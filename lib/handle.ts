@@ -59,7 +59,14 @@ export class RegionHandle {
     return this.#section(work, true);
   }
 
-  // A section that only reads rings for nothing: a waiter whose look read under the lock would ring for itself.
+  /**
+   * As exclusive(), for `work` that only reads: it rings for nothing, or a waiter whose look read under the lock
+   * would ring for itself.
+   */
+  reading<R>(work: () => R): R {
+    return this.#section(work, false);
+  }
+
   #section<R>(work: () => R, rings: boolean): R {
     const region = this.open();
     if (this.locked) {
@@ -96,7 +103,7 @@ export class RegionHandle {
         if (result !== RACED) return result;
       }
     }
-    return this.#section(locked, false);
+    return this.reading(locked);
   }
 
   /**

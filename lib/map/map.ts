@@ -283,7 +283,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
    */
   verify(): Verification {
     const view = this.#open();
-    return this.#exclusive(() => verify(view, (bytes) => this.#codec.decode(bytes)));
+    return this.#handle.reading(() => verify(view, (bytes) => this.#codec.decode(bytes)));
   }
 
   /** Entries holding a value, counting expired ones not yet reclaimed. */

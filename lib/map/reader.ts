@@ -55,7 +55,7 @@ export function read<V>(
   }
   // Writers kept changing what this reader read: under the lock they wait. The key may have been overwritten by
   // whatever ran between, so it is encoded again.
-  return handle.exclusive(() => {
+  return handle.reading(() => {
     encodeKey(name, view.maxKey);
     // Under the lock no writer races the read: damage throws instead.
     return readOnce(view, codec, decode, use, true) as V | typeof ABSENT;

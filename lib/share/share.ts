@@ -27,8 +27,10 @@ export interface AttachOptions<T> {
   codec?: CodecOption<T>;
 }
 
-/** A shared region holding one value of type `T`. */
-// `Unset` is what reads give before the first set(): undefined, or never for a share created with a `value`.
+/**
+ * A shared region holding one value of type `T`. `Unset` is what reads give before the first set(): undefined, or
+ * never for a share created with a `value`.
+ */
 export class MmapShare<T = unknown, Unset extends undefined = undefined> implements Share<T, Unset> {
   // Set by attach() for the constructor to adopt, so that `new MmapShare(size)` keeps the Perl module's meaning.
   static #adopting: { region: Region; codec: Codec } | undefined;
