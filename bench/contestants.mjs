@@ -48,7 +48,7 @@ mmapShare.kept = [];
 // For the broadcast workload alone: watch() woken by the region's doorbell, and the version word polled every 10 ms,
 // as watch() did before the doorbell at its default interval (the other pollers look every 1 ms).
 function mmapShareWatched(push) {
-  const base = mmapShare('msgpack', 'get');
+  const base = mmapShare('v8', 'get');
   return {
     ...base,
     only: 'broadcast',

@@ -62,34 +62,43 @@ function score(workload, entries) {
   }
   return median(entries.flatMap((entry) => entry.delays));
 }
+const p99 = (entries) => {
+  const delays = entries?.flatMap((entry) => entry.delays).sort((a, b) => a - b);
+  return delays?.length ? delays[Math.floor(delays.length * 0.99)] : undefined;
+};
 
 const rows = plan.map(({ workload, size, name }) => {
   const entries = raw[`${workload}|${size}|${name}`];
   const value = score(workload, entries);
   const base = score(workload, raw[`${workload}|${size}|${BASELINE}`]);
   const check = workload === 'update' ? entries?.find((entry) => entry.expected !== undefined) : undefined;
-  return { workload, size, name, value, ratio: value && base ? value / base : undefined, check };
+  const tail = workload === 'broadcast' ? p99(entries) : undefined;
+  return { workload, size, name, value, ratio: value && base ? value / base : undefined, check, tail };
 });
 
 const units = { get: 'gets/s', set: 'sets/s', update: 'updates/s (4 processes)', broadcast: 'median delay, ms' };
 const format = (n) => (n === undefined ? 'failed' : n >= 100 ? Math.round(n).toLocaleString('en') : n.toPrecision(3));
 const lines = [];
+// update's table says whether the count came out exact, broadcast's how late the slowest 1% of deliveries were.
+const extra = {
+  update: {
+    head: 'count',
+    cell: ({ check }) =>
+      check ? (check.count === check.expected ? 'exact' : `${check.count} of ${check.expected}`) : '-',
+  },
+  broadcast: { head: 'p99 delay, ms', cell: ({ tail }) => format(tail) },
+};
 for (const workload of WORKLOADS) {
   const ratioNote = workload === 'broadcast' ? 'x mmap-share v8 (lower is better)' : 'x mmap-share v8';
+  const more = extra[workload];
   lines.push(
     `\n#### ${workload}: ${units[workload]}\n`,
-    `| size | contestant | ${units[workload]} | ${ratioNote} |${workload === 'update' ? ' count |' : ''}`,
+    `| size | contestant | ${units[workload]} | ${ratioNote} |${more ? ` ${more.head} |` : ''}`,
+    `| --- | --- | ---: | ---: |${more ? ' ---: |' : ''}`,
   );
-  lines.push(`| --- | --- | ---: | ---: |${workload === 'update' ? ' --- |' : ''}`);
   for (const row of rows.filter((r) => r.workload === workload)) {
-    const count = row.check
-      ? ` ${row.check.count === row.check.expected ? 'exact' : `${row.check.count} of ${row.check.expected}`} |`
-      : workload === 'update'
-        ? ' - |'
-        : '';
-    lines.push(
-      `| ${row.size} | ${row.name} | ${format(row.value)} | ${row.ratio === undefined ? '-' : row.ratio.toFixed(2)} |${count}`,
-    );
+    const ratio = row.ratio === undefined ? '-' : row.ratio.toFixed(2);
+    lines.push(`| ${row.size} | ${row.name} | ${format(row.value)} | ${ratio} |${more ? ` ${more.cell(row)} |` : ''}`);
   }
 }
 const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;

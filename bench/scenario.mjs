@@ -18,7 +18,7 @@ const INCREMENTS = quick ? { '100B': 2000, '10KB': 300, '1MB': 4 } : { '100B': 2
 const PUBLISHES = quick ? 10 : 30;
 const PUBLISH_EVERY_MS = 20;
 const POLL_EVERY_MS = 1;
-const WORKERS = { get: 1, set: 1, update: 4, broadcast: 3 };
+const WORKERS = { get: 1, set: 1, update: 4, broadcast: 4 };
 const now = () => performance.timeOrigin + performance.now();
 
 function report(entry) {

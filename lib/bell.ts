@@ -15,7 +15,7 @@
 //   later swap set it again: take the last). W's looks are then all before S or after (b). S's ring reaches W, which
 //   was watching before any of its looks; the look it makes for that event is not before S, so it is after (b), and
 //   reads C.
-// A waiter may put the look for an event off until LOOK_GAP_MS after its last look: the look it puts off still comes
+// A waiter may put the look for an event off until a gap after its last look: the look it puts off still comes
 // after the event, which is all the argument asks of it. So every waiter looks after every commit made once it was
 // registered. A ring whose write failed gives RUNG back; a writer killed between its swap and its write leaves
 // RUNG = 1 until a waiter looks, and each waiter also looks every LOOK_MS, which keeps the bell working, late, rather
@@ -36,8 +36,11 @@ interface Belled extends Mapping {
 // A waiter looks this often besides, in case a ring was lost with its writer; MMAP_SHARE_BELL_LOOK_MS sets it, for
 // the tests that prove no ring is needed to be lost for a waiter to wait that long.
 const LOOK_MS = Number(process.env.MMAP_SHARE_BELL_LOOK_MS) || 1000;
-// After a look, a waiter lets this long pass before it looks for a ring again.
-const LOOK_GAP_MS = 1;
+// After a look, a watcher lets this long pass before it looks for a ring again, and a lock or fetch waiter this long:
+// every ring wakes every waiter of the region, so while a writer commits without pause each waiter's looks (and the
+// rings they re-arm) cost the writer; a watcher wants the latest value, a lock waiter its lock at once.
+const WATCH_GAP_MS = 8;
+const WAIT_GAP_MS = 1;
 const ZERO = Buffer.alloc(4);
 
 /** After a commit: wakes the region's waiters, with a system call only when someone waits and the bell is quiet. */
@@ -96,11 +99,18 @@ export function waitersOf(region: Mapping): number {
 let warned = false;
 
 /**
- * Calls `look()` now and whenever the region may have changed: on each ring, and every `lookMs` ms besides; or, where
+ * Calls `look()` now and whenever the region may have changed: on each ring (at most once a `gapMs`), and every
+ * `lookMs` ms besides; or, where
  * the kernel refuses to watch the file (inotify's limits) or the header has no free row, every `interval` ms, said
  * once with a process warning. Keeps no process alive. Returns what stops it.
  */
-export function listen(region: Belled, look: () => void, interval: number, lookMs = LOOK_MS): () => void {
+export function listen(
+  region: Belled,
+  look: () => void,
+  interval: number,
+  gapMs = WATCH_GAP_MS,
+  lookMs = LOOK_MS,
+): () => void {
   let watcher: FSWatcher | undefined;
   let why: string | undefined;
   try {
@@ -122,11 +132,11 @@ export function listen(region: Belled, look: () => void, interval: number, lookM
   let tried = performance.now();
   let last = -Infinity;
   let deferred: NodeJS.Timeout | undefined;
-  // A ring within LOOK_GAP_MS of the last look is looked at when that gap ends: meanwhile RUNG stays 1, so a burst of
+  // A ring within gapMs of the last look is looked at when that gap ends: meanwhile RUNG stays 1, so a burst of
   // commits rings this waiter once a gap, not once a commit, and the look at the gap's end reads them all.
   function rung() {
     if (deferred !== undefined) return;
-    const wait = last + LOOK_GAP_MS - performance.now();
+    const wait = last + gapMs - performance.now();
     if (wait <= 0) return looked();
     deferred = setTimeout(looked, wait);
     deferred.unref();
@@ -202,7 +212,7 @@ export function waitOn<R>(
         finish(() => reject(error));
       }
     };
-    stop = listen(region, look, UNRUNG_MS, UNRUNG_MS);
+    stop = listen(region, look, UNRUNG_MS, WAIT_GAP_MS, UNRUNG_MS);
     if (done) stop();
   });
 }
