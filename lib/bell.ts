@@ -21,7 +21,7 @@
 // RUNG = 1 until a waiter looks, and each waiter also looks every LOOK_MS, which keeps the bell working, late, rather
 // than dead. WAITERS goes up before a row is claimed and down after one is given back, so a thread killed in between
 // leaves it too high (a needless ring), never too low (a deaf one).
-import { type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
+import { fstatSync, type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
 import { D_WAITER_ROWS, type Mapping, W_BELL, W_RUNG, W_WAITERS, WAITER_ROWS } from './layout.js';
 import { shareError } from './errors.js';
 import { isGone, ownerOf, ownerWord, ownOwner } from './lock.js';
@@ -30,7 +30,6 @@ import { armDeadline } from './wait.js';
 /** What the bell needs of a region: its header, and a descriptor of its file to ring and watch through. */
 interface Belled extends Mapping {
   readonly fd: number;
-  readonly id: string;
 }
 
 // A waiter looks this often besides, in case a ring was lost with its writer; MMAP_SHARE_BELL_LOOK_MS sets it, for
@@ -55,11 +54,17 @@ export function ring(region: Belled): void {
   }
 }
 
-// This thread's registrations, by region id: one row a region, however many of its waiters wait on it here.
+// This thread's registrations, by file (a copy of a region's file has its id, not its header): one row a file,
+// however many of its waiters wait on it here.
 const registrations = new Map<string, { row: number; waiters: number }>();
 
-function register(region: Belled): boolean {
-  const held = registrations.get(region.id);
+function fileOf(region: Belled): string {
+  const { dev, ino } = fstatSync(region.fd);
+  return `${dev}:${ino}`;
+}
+
+function register(region: Belled, file: string): boolean {
+  const held = registrations.get(file);
   if (held !== undefined) return (held.waiters++, true);
   const { wide, words } = region;
   const mine = ownerWord(ownOwner());
@@ -73,7 +78,7 @@ function register(region: Belled): boolean {
   Atomics.add(words, W_WAITERS, 1);
   for (let at = D_WAITER_ROWS; at < D_WAITER_ROWS + WAITER_ROWS; at++) {
     if (Atomics.compareExchange(wide, at, 0n, mine) === 0n) {
-      registrations.set(region.id, { row: at, waiters: 1 });
+      registrations.set(file, { row: at, waiters: 1 });
       return true;
     }
   }
@@ -81,10 +86,10 @@ function register(region: Belled): boolean {
   return false;
 }
 
-function unregister(region: Belled): void {
-  const held = registrations.get(region.id)!;
+function unregister(region: Belled, file: string): void {
+  const held = registrations.get(file)!;
   if (--held.waiters > 0) return;
-  registrations.delete(region.id);
+  registrations.delete(file);
   Atomics.store(region.wide, held.row, 0n);
   Atomics.sub(region.words, W_WAITERS, 1);
 }
@@ -119,7 +124,8 @@ export function listen(
   } catch (error) {
     why = `inotify refused to watch it (${(error as Error).message})`;
   }
-  let registered = watcher !== undefined && register(region);
+  const file = fileOf(region);
+  let registered = watcher !== undefined && register(region, file);
   if (watcher !== undefined && !registered) why = `all ${WAITER_ROWS} of its waiter rows are taken`;
   if (why !== undefined && !warned) {
     warned = true;
@@ -147,7 +153,7 @@ export function listen(
     last = performance.now();
     if (watcher !== undefined && !registered && performance.now() - tried >= lookMs) {
       tried = performance.now();
-      if ((registered = register(region))) {
+      if ((registered = register(region, file))) {
         clearInterval(timer);
         timer = setInterval(looked, lookMs);
         timer.unref();
@@ -165,7 +171,7 @@ export function listen(
     clearInterval(timer);
     clearTimeout(deferred);
     watcher?.close();
-    if (registered) unregister(region);
+    if (registered) unregister(region, file);
   };
 }
 

@@ -2,11 +2,11 @@
 // however its registering races the writer; a killed watcher's registration is reclaimed; where the header has no
 // free row, watchers poll instead and say so once.
 import { fork } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { D_WAITER_ROWS, W_WAITERS, WAITER_ROWS } from '../dist/layout.js';
-import { fixture, fresh, tempDir } from './helpers.js';
+import { attached, fixture, fresh, tempDir } from './helpers.js';
 
 const children: ReturnType<typeof fork>[] = [];
 afterEach(() => void children.splice(0).forEach((child) => child.kill('SIGKILL')));
@@ -64,6 +64,31 @@ describe('the doorbell', () => {
     expect(word(path, W_WAITERS)).toBe(1);
     share.watch(() => {})();
     expect(word(path, W_WAITERS)).toBe(0);
+  });
+
+  it('gives back the row of a changes() iterator nobody pulls any more when its share closes', async () => {
+    const path = `${tempDir()}/unpulled`;
+    const share = fresh<number>(64, { path, value: 0 });
+    const changes = share.changes();
+    const first = changes.next();
+    share.set(1);
+    expect((await first).value).toBe(1);
+    // Suspended at its yield: only close() can end what it listens to.
+    expect(word(path, W_WAITERS)).toBe(1);
+    share.close();
+    expect(word(path, W_WAITERS)).toBe(0);
+    expect(await changes.next()).toStrictEqual({ done: true, value: undefined });
+  });
+
+  it('registers in a copy of a region\'s file apart from the original, though their ids are the same', async () => {
+    const dir = tempDir();
+    const original = fresh<number>(64, { path: `${dir}/original`, value: 0 });
+    copyFileSync(`${dir}/original`, `${dir}/copy`);
+    const copy = attached<number>(`${dir}/copy`);
+    const stops = [original.watch(() => {}), copy.watch(() => {})];
+    expect([word(`${dir}/original`, W_WAITERS), word(`${dir}/copy`, W_WAITERS)]).toStrictEqual([1, 1]);
+    stops.forEach((stop) => stop());
+    expect([word(`${dir}/original`, W_WAITERS), word(`${dir}/copy`, W_WAITERS)]).toStrictEqual([0, 0]);
   });
 
   it('polls, warning once with MMAP_SHARE_POLLING, while every waiter row is taken by a live thread', async () => {

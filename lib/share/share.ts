@@ -37,7 +37,8 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
   #handle: RegionHandle;
   #codec: Codec<T>;
   #snapshot: Read<T> | undefined;
-  readonly #looks = new Set<() => void>();
+  // The looks of its watchers and changes() iterators, each with what stops it, for close() to end them.
+  readonly #listening = new Map<() => void, () => void>();
 
   /** Same as `MmapShare.create(size, options)`. */
   constructor(size: number, options: CreateOptions<T> = {}) {
@@ -198,8 +199,12 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
    */
   close(): void {
     this.#handle.close();
-    // Each watcher looks once more, sees the share closed, and stops.
-    for (const look of this.#looks) look();
+    // Every watcher stops listening now, even a changes() iterator nobody pulls any more, then looks once more to see
+    // the share closed.
+    for (const [look, stop] of this.#listening) {
+      stop();
+      look();
+    }
   }
 
   /** Same as close(), for `using share = MmapShare.attach(ref)`. */
@@ -207,7 +212,7 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
     this.close();
   }
 
-  // What watch() and changes() see of this share; their looks, for close() to end them.
+  // What watch() and changes() see of this share.
   #watched(): Watched<T | Unset> {
     const region = this.#open();
     return {
@@ -215,12 +220,13 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
       closed: () => this.closed,
       get: () => this.get(),
       listen: (look, interval) => {
-        this.#looks.add(look);
-        const stop = listen(region, look, interval);
-        return () => {
-          this.#looks.delete(look);
-          stop();
+        const unlisten = listen(region, look, interval);
+        const stop = () => {
+          this.#listening.delete(look);
+          unlisten();
         };
+        this.#listening.set(look, stop);
+        return stop;
       },
     };
   }
