@@ -14,6 +14,7 @@ export class RegionHandle {
   readonly #onDeadHolder: (() => void) | undefined;
   /** Whether this instance holds the exclusive lock: in a section, or taken by a share's lock(). */
   locked = false;
+  #sections = 0;
 
   /**
    * Takes over `region`; with `name`, exports its handle as `MMAP_SHARE_<name>` for forked children. With
@@ -43,6 +44,11 @@ export class RegionHandle {
     return this.#region === undefined;
   }
 
+  /** Whether a section runs: its work (an update function) may not give back the lock it writes under. */
+  get inSection(): boolean {
+    return this.#sections > 0;
+  }
+
   /** Gives back the lock taken by a section or by lock(), ringing for what was written and for the lock's waiters. */
   release(region: Region, rings = true): void {
     this.locked = false;
@@ -70,15 +76,18 @@ export class RegionHandle {
   #section<R>(work: () => R, rings: boolean): R {
     const region = this.open();
     if (this.locked) {
+      this.#sections++;
       try {
         return work();
       } finally {
+        this.#sections--;
         // Not once `work` closed this instance: its descriptor's number may name another file by now.
         if (rings && !this.closed) ring(region);
       }
     }
     takeLock(region);
     this.locked = true;
+    this.#sections++;
     try {
       // DEAD is cleared only once the repair is done: a repair that dies or throws is run again by the next writer.
       if (this.#onDeadHolder !== undefined && deadHolder(region)) {
@@ -87,6 +96,7 @@ export class RegionHandle {
       }
       return work();
     } finally {
+      this.#sections--;
       // close() from inside `work` has given the lock back already.
       if (this.locked) this.release(region, rings);
     }

@@ -58,6 +58,12 @@ const table: [ErrorCode, Builtin, string, (map: Map, other: Map) => unknown][] =
     'a write on a second instance from inside update()',
     (m, other) => m.update('kept', () => other.set('k', 1)),
   ],
+  [
+    'ERR_CLOSED',
+    Error,
+    'update() whose function closes the map',
+    (_m, other) => other.update('kept', () => (other.close(), 'lost')),
+  ],
   ['ERR_CLOSED', Error, 'get() after close()', () => closed().get('k')],
   ['ERR_CLOSED', Error, 'stats() after close()', () => closed().stats()],
 ];

@@ -229,6 +229,8 @@ export class SharedMap<V = unknown> implements Cache<V> {
         }
       }
       const next = fn(current);
+      // `fn` may have closed this map, which gave the lock back: nothing is written then.
+      this.#open();
       if (next === undefined) {
         const again = find(view, bytes, bytes.length, hash, true);
         if (again !== MISS && current !== undefined) remove(view, again, F_DELETES);

@@ -110,6 +110,8 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     return this.#exclusive(() => {
       const next = fn(readLocked(region, this.#codec).value as T | Unset);
+      // `fn` may have closed this share, which gave the lock back: nothing is written then.
+      this.#open();
       commit(region, encodeFitting(this.#codec, next, region.size));
       return next;
     });
@@ -170,6 +172,9 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
   unlock(): void {
     const region = this.#open();
     if (!this.#handle.locked) throw shareError('ERR_NOT_LOCKED', 'unlock() without a lock held by this instance');
+    if (this.#handle.inSection) {
+      throw shareError('ERR_NOT_LOCKED', 'unlock() inside update(): the update holds the lock until it returns');
+    }
     this.#handle.release(region);
   }
 
