@@ -1,30 +1,31 @@
 // The doorbell: how a writer wakes the threads that wait for a region to change, with no polling and, while nobody
 // waits, at no cost. A waiter watches the region's file with inotify (fs.watch on /proc/self/fd/<fd>, in its own
 // event loop) and registers in a row of the header; a writer, after its commit, rings with one pwrite(2) of the BELL
-// word, which inotify reports (a store through the mapping it does not), when someone is registered and the bell is
-// quiet: a burst of commits rings once.
+// word, which inotify reports (a store through the mapping it does not), when someone is registered and some waiter
+// has looked since this writer last rang: a burst of commits rings once a look.
 //
 // Why no wake-up is lost. A waiter W: (1) starts watching, (2) registers (WAITERS + 1), then every time it looks,
-// once at the start and after every event: (3) stores RUNG = 0, (4) reads what it waits for. A writer: (a) commits,
-// (b) loads WAITERS and, when it is not 0, swaps RUNG from 0 to 1 and, if it did, writes BELL. Every access is a
-// sequentially consistent Atomics operation (the write is a system call after them), so take any commit C made after
-// W's (2) and the writer's (b) after it:
+// once at the start, after every event and every LOOK_MS: (3) adds 1 to LOOKS, (4) reads what it waits for. A writer:
+// (a) commits, (b) loads WAITERS and, when it is not 0, loads LOOKS and, when it differs from what it loaded at its
+// own last ring, keeps it and writes BELL. Every access is a sequentially consistent Atomics operation (the write is
+// a system call after them), so take any commit C made after W's (2) and the writer's (b) after it:
 // - (b) found WAITERS 0: impossible, since W's (2) came before C.
-// - (b) swapped RUNG and rang: W was watching since (1), so it gets the event, and its (4) after it reads C.
-// - (b) found RUNG = 1: some swap S set it, and no waiter's (3) came between S and (b) (it would have left 0, unless a
-//   later swap set it again: take the last). W's looks are then all before S or after (b). S's ring reaches W, which
-//   was watching before any of its looks; the look it makes for that event is not before S, so it is after (b), and
-//   reads C.
+// - (b) rang: W was watching since (1), so it gets the event, and its (4) after it reads C.
+// - (b) found LOOKS as its last ring R kept it: no look's (3) came between R's load and (b) (LOOKS would have moved;
+//   to come back to the same value it would take 2^32 looks), so each look of W is before R's load or after (b). If
+//   W watched before R's write, R's event reaches it and the look it makes for it is after that write, so after (b);
+//   if not, W's first look is after R's write, so after (b). Either way W looks after (b), and reads C.
 // A waiter may put the look for an event off until a gap after its last look: the look it puts off still comes
 // after the event, which is all the argument asks of it. So every waiter looks after every commit made once it was
-// registered. A ring whose write failed gives RUNG back; a writer killed between its swap and its write leaves
-// RUNG = 1 until a waiter looks, and each waiter also looks every LOOK_MS, which keeps the bell working, late, rather
-// than dead. WAITERS goes up before a row is claimed and down after one is given back, so a thread killed in between
-// leaves it too high (a needless ring), never too low (a deaf one).
+// registered. Nothing a writer keeps is shared: one killed as it rings leaves no word set that would silence the
+// others, and a ring whose write failed (a file size limit, say) is forgotten, so the next commit rings again.
+// WAITERS goes up before a row is claimed and down after one is given back, so a thread killed in between leaves it
+// too high (a needless ring), never too low (a deaf one).
 import { fstatSync, type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
-import { D_WAITER_ROWS, type Mapping, W_BELL, W_RUNG, W_WAITERS, WAITER_ROWS } from './layout.js';
+import { D_WAITER_ROWS, type Mapping, W_BELL, W_LOOKS, W_WAITERS, WAITER_ROWS } from './layout.js';
 import { shareError } from './errors.js';
 import { isGone, ownerOf, ownerWord, ownOwner } from './lock.js';
+import { step } from './crash.js';
 import { armDeadline } from './wait.js';
 
 /** What the bell needs of a region: its header, and a descriptor of its file to ring and watch through. */
@@ -42,15 +43,21 @@ const WATCH_GAP_MS = 8;
 const WAIT_GAP_MS = 1;
 const ZERO = Buffer.alloc(4);
 
-/** After a commit: wakes the region's waiters, with a system call only when someone waits and the bell is quiet. */
+// LOOKS as each region instance last rang it: a writer rings again only once some waiter has looked since.
+const rang = new WeakMap<Belled, number>();
+
+/** After a commit: wakes the region's waiters, with a system call only when someone waits and has looked since. */
 export function ring(region: Belled): void {
   const { words } = region;
-  if (Atomics.load(words, W_WAITERS) === 0 || Atomics.compareExchange(words, W_RUNG, 0, 1) !== 0) return;
+  if (Atomics.load(words, W_WAITERS) === 0) return;
+  const looks = Atomics.load(words, W_LOOKS);
+  if (rang.get(region) === looks) return;
+  rang.set(region, looks);
+  step('bell.ringing');
   try {
     writeSync(region.fd, ZERO, 0, 4, W_BELL * 4);
   } catch {
-    // Not rung (a file size limit, say): the next writer rings instead, and the waiters look within LOOK_MS.
-    Atomics.store(words, W_RUNG, 0);
+    rang.delete(region);
   }
 }
 
@@ -138,7 +145,7 @@ export function listen(
   let tried = performance.now();
   let last = -Infinity;
   let deferred: NodeJS.Timeout | undefined;
-  // A ring within gapMs of the last look is looked at when that gap ends: meanwhile RUNG stays 1, so a burst of
+  // A ring within gapMs of the last look is looked at when that gap ends: meanwhile LOOKS stays put, so a burst of
   // commits rings this waiter once a gap, not once a commit, and the look at the gap's end reads them all.
   function rung() {
     if (deferred !== undefined) return;
@@ -159,7 +166,7 @@ export function listen(
         timer.unref();
       }
     }
-    Atomics.store(region.words, W_RUNG, 0);
+    Atomics.add(region.words, W_LOOKS, 1);
     look();
   }
   timer.unref();

@@ -28,6 +28,7 @@ export const STEPS = [
   'marker.claimed',
   'marker.renewed',
   'marker.dropped',
+  'bell.ringing',
 ] as const;
 
 export type Step = (typeof STEPS)[number];

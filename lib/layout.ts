@@ -21,8 +21,8 @@
 // |       |         |              |                                             | waiters sleep in the kernel                     |
 // | 15    | 60-63   | PID_NS       | creator                                     | its pid namespace (inode, low 32 bits): LOCK    |
 // |       |         |              |                                             | holds thread ids, meaningless outside it        |
-// | 16    | 64-67   | RUNG         | a writer ringing the bell (lib/bell.ts);    | 1 while a ring may still be on its way to a     |
-// |       |         |              | 0 by a waiter before it looks again         | waiter: writers ring again only once it is 0    |
+// | 16    | 64-67   | LOOKS        | + 1 by a waiter before each look            | how many looks waiters made (wrapping): a       |
+// |       |         |              | (lib/bell.ts)                               | writer rings again only once it moved           |
 // | 17    | 68-71   | WAITERS      | a waiter registering and leaving            | waiters registered: no ring while 0             |
 // | 18    | 72-75   | BELL         | written with pwrite(2) by a ringing writer  | nothing: the write is the ring, which the       |
 // |       |         |              |                                             | kernel reports to inotify (a mapping's stores   |
@@ -36,7 +36,7 @@
 // BigUint64Array), so a holder's identity never tears and a reused thread id shows as another start time. Only the
 // holder of LOCK writes PARKED, DEAD and anything of the kind's but what the kind says readers may touch. A waiter
 // takes LOCK over, with one compare-and-swap, only from a holder proven gone, and records it in DEAD for the next
-// lock() to report (lib/lock.ts). MAGIC is written last, so no one attaches to a half-made header. RUNG, WAITERS and
+// lock() to report (lib/lock.ts). MAGIC is written last, so no one attaches to a half-made header. LOOKS, WAITERS and
 // the rows are the doorbell's, written by anyone without the lock (lib/bell.ts says why no wake-up is lost).
 import { shareError } from './errors.js';
 
@@ -56,7 +56,7 @@ export const W_CODEC = 12;
 export const W_PARKED = 14;
 export const W_TIME_NS = 13;
 export const W_PID_NS = 15;
-export const W_RUNG = 16;
+export const W_LOOKS = 16;
 export const W_WAITERS = 17;
 export const W_BELL = 18;
 /** The waiter rows, as indexes of the header's 64-bit words. */
