@@ -3,6 +3,7 @@
 // free row, watchers poll instead and say so once.
 import { fork, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { D_WAITER_ROWS, W_LOOKS, W_WAITERS, WAITER_ROWS } from '../dist/layout.js';
@@ -55,10 +56,10 @@ describe('the doorbell', () => {
   it('still rings for the others after a writer is killed as it rings', async () => {
     const share = fresh<number>(64, { value: 0 });
     const { done } = await watcher(share.handle, 3);
-    const dist = new URL('../dist/index.mjs', import.meta.url).href;
+    const dist = join(__dirname, '..', 'dist', 'index.js');
     const killed = spawnSync(
       process.execPath,
-      ['--input-type=module', '-e', `(await import('${dist}')).MmapShare.attach('${share.handle}').set(2)`],
+      ['-e', `require(${JSON.stringify(dist)}).MmapShare.attach('${share.handle}').set(2)`],
       { env: { ...process.env, MMAP_SHARE_CRASH_AT: 'bell.ringing' } },
     );
     expect(killed.signal).toBe('SIGKILL');

@@ -69,3 +69,62 @@ it(
   },
   Math.max(120_000, stress.bellSets / 5),
 );
+
+it(
+  `${stress.bellSets} updates by writers killed at random, beside lock waiters killed at random: no ring lost for the others`,
+  async () => {
+    const path = `${tempDir()}/peers`;
+    const share = fresh<number>(64, { path, value: 0 });
+    const cap = stress.bellSets;
+    const watchers = await Promise.all(
+      Array.from({ length: 3 }, async () => {
+        const child = fork(fixture('bell-watcher.mjs'), [path, String(cap + 3)], { stdio: 'pipe', env });
+        await once(child, 'message');
+        return {
+          child,
+          report: once(child, 'message').then(([report]) => report as { seen: number; version: number }),
+        };
+      }),
+    );
+    const peer = (mode: string) => {
+      const child = fork(fixture('bell-peer.mjs'), [mode, path, String(cap)], { stdio: 'pipe', env });
+      return { child, started: once(child, 'message') };
+    };
+    const exited = (child: ReturnType<typeof fork>) =>
+      (child.exitCode ?? child.signalCode) === null && once(child, 'exit');
+    const lockers = Array.from({ length: 2 }, () => peer('locker').child);
+    let writers = 0;
+    const killed = { writers: 0, lockers: 0 };
+    // Until the writers reach the cap: two writers at a time, each killed 0 to 10 ms into its updates unless done.
+    while ((share.get() ?? 0) < cap) {
+      const pair = [peer('writer'), peer('writer')];
+      writers += 2;
+      await Promise.all(pair.map(({ started }) => started));
+      await sleep(Math.random() * 10);
+      for (const { child } of pair) if (child.exitCode === null && child.kill('SIGKILL')) killed.writers++;
+      const locker = Math.floor(Math.random() * lockers.length);
+      lockers[locker]!.kill('SIGKILL');
+      killed.lockers++;
+      lockers[locker] = peer('locker').child;
+      await Promise.all(pair.map(({ child }) => exited(child)));
+    }
+    lockers.forEach((child) => child.kill('SIGKILL'));
+    await Promise.all(lockers.map(exited));
+    // The last changes are this process's, after every killed writer: each watcher must hear them (the version is the
+    // value + 1).
+    share.update((value) => value! + 1);
+    share.update((value) => value! + 1);
+    const reports = await Promise.all(watchers.map(({ report }) => report));
+    // The watchers exit without giving their rows back: the next to register reclaims them, once they are gone.
+    await Promise.all(watchers.map(({ child }) => exited(child)));
+    share.watch(() => {})();
+    const left = { rows: rowsInUse(path), waiters: readFileSync(path).readUInt32LE(W_WAITERS * 4) };
+    const lost = reports.filter((report) => report.version !== cap + 3).length;
+    figure(
+      `bell, peers killed: ${cap} updates by ${writers} writers (${killed.writers} killed), ${killed.lockers} lock waiters killed; ${reports.length} watchers, ${lost} lost; ${left.rows} rows and ${left.waiters} waiters left`,
+    );
+    expect(lost).toBe(0);
+    expect(left).toStrictEqual({ rows: 0, waiters: 0 });
+  },
+  Math.max(120_000, stress.bellSets / 5),
+);
