@@ -71,17 +71,17 @@ function fileOf(region: Belled): string {
 }
 
 function register(region: Belled, file: string): boolean {
-  const held = registrations.get(file);
-  if (held !== undefined) return (held.waiters++, true);
   const { wide, words } = region;
-  const mine = ownerWord(ownOwner());
-  // Rows of threads that are gone are reclaimed first, every one: their WAITERS counts go with them.
+  // Rows of threads that are gone are reclaimed at every registration, every one: their WAITERS counts go with them.
   for (let at = D_WAITER_ROWS; at < D_WAITER_ROWS + WAITER_ROWS; at++) {
     const word = Atomics.load(wide, at);
     if (word !== 0n && isGone(ownerOf(word)) && Atomics.compareExchange(wide, at, word, 0n) === word) {
       Atomics.sub(words, W_WAITERS, 1);
     }
   }
+  const held = registrations.get(file);
+  if (held !== undefined) return (held.waiters++, true);
+  const mine = ownerWord(ownOwner());
   Atomics.add(words, W_WAITERS, 1);
   for (let at = D_WAITER_ROWS; at < D_WAITER_ROWS + WAITER_ROWS; at++) {
     if (Atomics.compareExchange(wide, at, 0n, mine) === 0n) {
@@ -111,8 +111,8 @@ export function waitersOf(region: Mapping): number {
 let warned = false;
 
 /**
- * Calls `look()` now and whenever the region may have changed: on each ring (at most once a `gapMs`), and every
- * `lookMs` ms besides; or, where
+ * Calls `look()` once the caller has what stops it, then whenever the region may have changed: on each ring (at most
+ * once a `gapMs`), and every `lookMs` ms besides; or, where
  * the kernel refuses to watch the file (inotify's limits) or the header has no free row, every `interval` ms, said
  * once with a process warning. Keeps no process alive. Returns what stops it.
  */
@@ -170,8 +170,9 @@ export function listen(
     look();
   }
   timer.unref();
-  looked();
   let stopped = false;
+  // The first look comes once the caller has what stops this (a listener may stop or close at once).
+  queueMicrotask(() => stopped || looked());
   return () => {
     if (stopped) return;
     stopped = true;
@@ -187,9 +188,10 @@ export function listen(
 const UNRUNG_MS = 16;
 
 /**
- * Resolves with what `attempt()` returns once it is not undefined, trying it on every ring of `region`. Rejects
+ * Resolves with what `attempt()` returns once it is not undefined, trying it now and then on every ring of `region`
+ * (sleeping on the bell only when the first try fails). Rejects
  * with ERR_LOCK_TIMEOUT (the message from `explain`) after `timeout` ms, with the reason of `signal` when it aborts,
- * and with what `attempt` throws.
+ * and with what `attempt` throws. Keeps the process alive while it waits.
  */
 export function waitOn<R>(
   region: Belled,
@@ -199,14 +201,21 @@ export function waitOn<R>(
   explain: () => string,
 ): Promise<R> {
   if (signal?.aborted) return Promise.reject(signal.reason);
+  try {
+    const result = attempt();
+    if (result !== undefined) return Promise.resolve(result);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   return new Promise<R>((resolve, reject) => {
     let done = false;
-    // Until listen() returns, its first look may finish, with nothing to stop yet.
-    let stop = () => {};
+    // A pending wait keeps the process alive, as pending I/O does: the rest of the bell keeps none.
+    const alive = setInterval(() => {}, 2 ** 30);
     const finish = (settle: () => void) => {
       if (done) return;
       done = true;
       stop();
+      clearInterval(alive);
       cancel();
       signal?.removeEventListener('abort', onAbort);
       settle();
@@ -225,7 +234,6 @@ export function waitOn<R>(
         finish(() => reject(error));
       }
     };
-    stop = listen(region, look, UNRUNG_MS, WAIT_GAP_MS, UNRUNG_MS);
-    if (done) stop();
+    const stop = listen(region, look, UNRUNG_MS, WAIT_GAP_MS, UNRUNG_MS);
   });
 }

@@ -28,7 +28,7 @@ export function checkInterval(options: WatchOptions): number {
 export function watch<R>(share: Watched<R>, listener: (value: R, version: number) => void, interval: number) {
   let seen = share.version();
   const stop = share.listen(() => {
-    if (share.closed()) return stop?.();
+    if (share.closed()) return stop();
     const version = share.version();
     if (version === seen) return;
     seen = version;

@@ -1,10 +1,12 @@
 // The doorbell with real processes: a watcher that only a ring can wake in time hears every change it waits for,
 // however its registering races the writer; a killed watcher's registration is reclaimed; where the header has no
 // free row, watchers poll instead and say so once.
-import { fork, spawnSync } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { closeSync, copyFileSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { D_WAITER_ROWS, W_LOOKS, W_WAITERS, WAITER_ROWS } from '../dist/layout.js';
 import { attached, fixture, fresh, tempDir } from './helpers.js';
@@ -23,6 +25,7 @@ async function watcher(handle: string, last: number, mode = '') {
   return { child, done };
 }
 
+const dist = join(__dirname, '..', 'dist', 'index.js');
 const word = (path: string, index: number) => readFileSync(path).readUInt32LE(index * 4);
 
 describe('the doorbell', () => {
@@ -56,7 +59,6 @@ describe('the doorbell', () => {
   it('still rings for the others after a writer is killed as it rings', async () => {
     const share = fresh<number>(64, { value: 0 });
     const { done } = await watcher(share.handle, 3);
-    const dist = join(__dirname, '..', 'dist', 'index.js');
     const killed = spawnSync(
       process.execPath,
       ['-e', `require(${JSON.stringify(dist)}).MmapShare.attach('${share.handle}').set(2)`],
@@ -119,6 +121,61 @@ describe('the doorbell', () => {
     expect([word(`${dir}/original`, W_WAITERS), word(`${dir}/copy`, W_WAITERS)]).toStrictEqual([1, 1]);
     stops.forEach((stop) => stop());
     expect([word(`${dir}/original`, W_WAITERS), word(`${dir}/copy`, W_WAITERS)]).toStrictEqual([0, 0]);
+  });
+
+  it('lets a listener stop its watcher from its first call, while another thread commits without pause', async () => {
+    const path = `${tempDir()}/first`;
+    const share = fresh<number>(64, { path, value: 0 });
+    const writer = new Worker(
+      `const share = require(${JSON.stringify(dist)}).MmapShare.attach(${JSON.stringify(path)});
+      require('node:worker_threads').parentPort.postMessage('writing');
+      const end = Date.now() + 500;
+      for (let i = 0; Date.now() < end; i++) share.set(i);`,
+      { eval: true },
+    );
+    await new Promise((resolve) => writer.once('message', resolve));
+    let calls = 0;
+    for (let i = 0; i < 300; i++) {
+      const stop = share.watch(() => (calls++, stop()));
+      await new Promise(setImmediate);
+      stop();
+    }
+    await new Promise((resolve) => writer.once('exit', resolve));
+    expect(calls).toBeGreaterThan(0);
+    expect(word(path, W_WAITERS)).toBe(0);
+  });
+
+  it('reclaims the row of a worker thread gone while it watched, even at a registration of a thread with a row', async () => {
+    const path = `${tempDir()}/thread`;
+    const share = fresh<number>(64, { path, value: 0 });
+    const stopFirst = share.watch(() => {});
+    const worker = new Worker(
+      `require(${JSON.stringify(dist)}).MmapShare.attach(${JSON.stringify(path)}).watch(() => {});
+      require('node:worker_threads').parentPort.postMessage('watching');`,
+      { eval: true },
+    );
+    await new Promise((resolve) => worker.once('message', resolve));
+    expect(word(path, W_WAITERS)).toBe(2);
+    await worker.terminate();
+    const stopSecond = share.watch(() => {});
+    expect(word(path, W_WAITERS)).toBe(1);
+    stopFirst();
+    stopSecond();
+    expect(word(path, W_WAITERS)).toBe(0);
+  });
+
+  it('keeps a process alive while its lockAsync() waits, with no timeout', async () => {
+    const share = fresh<number>(64, { value: 0 });
+    share.lock();
+    const script = `require(${JSON.stringify(dist)}).MmapShare.attach('${share.handle}').lockAsync().then(() => console.log('locked'))`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk));
+    await sleep(300);
+    expect(child.exitCode).toBeNull();
+    share.unlock();
+    const [code] = await once(child, 'exit');
+    expect({ code, out }).toStrictEqual({ code: 0, out: 'locked\n' });
   });
 
   it('polls, warning once with MMAP_SHARE_POLLING, while every waiter row is taken by a live thread', async () => {
