@@ -11,6 +11,7 @@ import {
   type MapInspection,
   mapKeys,
   mapValue,
+  type QueueInspection,
 } from './inspect.js';
 import { envKey, isName } from './region.js';
 
@@ -150,12 +151,16 @@ function run({ ref, json, check, limit, get }: Args): number {
     process.stdout.write(json ? `${JSON.stringify(report)}\n` : mapAsText(report));
     return report.check?.ok === false ? 1 : 0;
   }
+  if (report.kind === 'queue') {
+    process.stdout.write(json ? `${JSON.stringify(report)}\n` : queueAsText(report));
+    return 0;
+  }
   process.stdout.write(json ? `${withValue(report)}\n` : asText(report));
   return 0;
 }
 
 function notAMap(ref: string): never {
-  throw new UsageError(`--keys and --get apply to maps (SharedMap), and ${ref} holds one value (MmapShare)`);
+  throw new UsageError(`--keys and --get apply to maps (SharedMap), and ${ref} is no map`);
 }
 
 // A name lives in the environment of the process that created the region and of the processes it forks: from another
@@ -185,9 +190,7 @@ function keysAsText({ keys, total }: KeyListing): string {
 
 function asText(report: Inspection): string {
   const committed = report.version === 0 ? 'never set' : `slot ${report.version & 1}`;
-  const holder = report.holder
-    ? `held by pid ${report.holder.pid} (${report.holder.running ? 'running' : 'gone'})`
-    : 'free';
+  const holder = holderText(report.holder);
   const value = report.valueError ?? inspect(report.value, VALUE_VIEW);
   return [
     `region   ${report.handle}`,
@@ -206,9 +209,7 @@ function asText(report: Inspection): string {
 
 function mapAsText(report: MapInspection): string {
   const { stats } = report;
-  const holder = report.holder
-    ? `held by pid ${report.holder.pid} (${report.holder.running ? 'running' : 'gone'})`
-    : 'free';
+  const holder = holderText(report.holder);
   const check =
     report.check === undefined
       ? []
@@ -230,6 +231,25 @@ function mapAsText(report: MapInspection): string {
     ...check,
     '',
   ].join('\n');
+}
+
+function queueAsText(report: QueueInspection): string {
+  const { stats } = report;
+  return [
+    `queue    ${report.handle}`,
+    `layout   ${report.layout}`,
+    `messages ${stats.messages}`,
+    `bytes    ${stats.bytes} of ${stats.capacity} in use, ${report.maxMessage} a message at most`,
+    `codec    ${report.codec}`,
+    `lock     ${holderText(report.holder)}`,
+    `waiters  ${report.waiters}`,
+    `counts   ${stats.pushed} pushed, ${stats.taken} taken, ${stats.repairs} repairs`,
+    '',
+  ].join('\n');
+}
+
+function holderText(holder: Inspection['holder']): string {
+  return holder ? `held by pid ${holder.pid} (${holder.running ? 'running' : 'gone'})` : 'free';
 }
 
 // Values JSON cannot carry (BigInt, Map, Set, undefined...) are given as util.inspect text in `valueText`.

@@ -29,6 +29,10 @@ export const STEPS = [
   'marker.renewed',
   'marker.dropped',
   'bell.ringing',
+  'queue.written',
+  'queue.committed',
+  'queue.read',
+  'queue.taken',
 ] as const;
 
 export type Step = (typeof STEPS)[number];

@@ -1,5 +1,5 @@
 // The ESM entry: the CommonJS build re-exported, so both module systems share one MmapShare and one error class.
-export { MAX_CAPACITY, MAX_SIZE, MIN_CAPACITY, MmapShare, MmapShareError, SharedMap } from './index.js';
+export { MAX_CAPACITY, MAX_SIZE, MIN_CAPACITY, MmapShare, MmapShareError, SharedMap, SharedQueue } from './index.js';
 export type {
   AttachOptions,
   Awaitable,
@@ -16,9 +16,11 @@ export type {
   LockAsyncOptions,
   LockInfo,
   MapStats,
+  QueueStats,
   SetOptions,
   Share,
   SharedMapOptions,
+  SharedQueueOptions,
   Verification,
   WatchOptions,
 } from './index.js';

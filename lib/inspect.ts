@@ -1,5 +1,6 @@
 // What `mmap-share inspect` reports of a region: its header, read without taking any lock, and its value; of a map,
-// its geometry, load and counts, with `check` what verify() finds, and on request its keys or one key's value.
+// its geometry, load and counts, with `check` what verify() finds, and on request its keys or one key's value; of a
+// queue, its counts.
 import { codecFor } from './codec.js';
 import { MmapShareError } from './errors.js';
 import { RACED, W_CODEC, W_LAYOUT } from './layout.js';
@@ -8,6 +9,7 @@ import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';
 import type { Verification } from './map/repair.js';
+import { type QueueStats, SharedQueue } from './queue/queue.js';
 import { attachRegion, closeRegion, envKey, isName, type Region } from './region.js';
 import { readUnlocked, W_COMMIT, W_LENGTH_0 } from './share/layout.js';
 
@@ -52,6 +54,20 @@ export interface MapInspection {
   check?: Verification;
 }
 
+export interface QueueInspection {
+  kind: 'queue';
+  /** As in Inspection. */
+  handle: string;
+  layout: number;
+  codec: string;
+  /** Encoded bytes of one message at most. */
+  maxMessage: number;
+  holder: { pid: number; running: boolean } | null;
+  /** Threads registered on the region's doorbell: take() and pushAsync() waiters among them. */
+  waiters: number;
+  stats: QueueStats;
+}
+
 /** Some of a map's keys, in code unit order, and how many it holds. */
 export interface KeyListing {
   handle: string;
@@ -69,9 +85,13 @@ export interface Lookup {
 const READ_TRIES = 20;
 
 /** Reports on the region `ref`; for a map with `check`, runs verify(), which takes the lock. */
-export function inspectRegion(ref: string, check = false): Inspection | MapInspection {
+export function inspectRegion(ref: string, check = false): Inspection | MapInspection | QueueInspection {
   return withRegion(ref, (region, handle) =>
-    region.kind === 'map' ? inspectMap(region, handle, ref, check) : inspectShare(region, handle),
+    region.kind === 'map'
+      ? inspectMap(region, handle, ref, check)
+      : region.kind === 'queue'
+        ? inspectQueue(region, handle, ref)
+        : inspectShare(region, handle),
   );
 }
 
@@ -136,6 +156,24 @@ function inspectMap(region: Region, handle: string, ref: string, check: boolean)
     };
   } finally {
     map.close();
+  }
+}
+
+function inspectQueue(region: Region, handle: string, ref: string): QueueInspection {
+  const queue = SharedQueue.attach(ref);
+  try {
+    return {
+      kind: 'queue',
+      handle,
+      layout: Atomics.load(region.words, W_LAYOUT),
+      codec: codecName(region.words),
+      maxMessage: queue.maxMessageSize,
+      holder: holderOf(region),
+      waiters: waitersOf(region),
+      stats: queue.stats(),
+    };
+  } finally {
+    queue.close();
   }
 }
 

@@ -1,14 +1,16 @@
 // The header every region starts with: its kind, its layout version, its size, the writers' lock and the identity of
 // the region. What follows the header, and words 3-5 of it, belong to the kind: one value (lib/share/layout.ts), a
-// map (lib/map/layout.ts).
+// map (lib/map/layout.ts), a queue (lib/queue/layout.ts).
 //
 // | word  | bytes   | name         | written by, when                            | meaning                                         |
 // |-------|---------|--------------|---------------------------------------------|-------------------------------------------------|
 // | 0     | 0-3     | MAGIC        | creator, last step of initialisation        | the region is ready, and its kind: 0x48534d4d   |
-// |       |         |              |                                             | ("MMSH") one value, 0x4d534d4d ("MMSM") a map   |
+// |       |         |              |                                             | ("MMSH") one value, 0x4d534d4d ("MMSM") a map,  |
+// |       |         |              |                                             | 0x514d534d ("MMSQ") a queue                     |
 // | 1     | 4-7     | LAYOUT       | creator                                     | layout version, 4                               |
-// | 2     | 8-11    | SIZE         | creator                                     | bytes in each slot (a map: bytes of the region) |
-// | 3-5   | 12-23   | (the kind's) | the kind's writer                           | MmapShare: COMMIT, LENGTH_0, LENGTH_1; a map: 0 |
+// | 2     | 8-11    | SIZE         | creator                                     | bytes in each slot (a map: bytes of the region; |
+// |       |         |              |                                             | a queue: bytes of its ring)                     |
+// | 3-5   | 12-23   | (the kind's) | the kind's writer                           | MmapShare: COMMIT, LENGTH_0, LENGTH_1; others 0 |
 // | 6-7   | 24-31   | LOCK         | 64-bit compare-and-swap by a writer         | the writers' lock: 0 when free, else its holder |
 // |       |         |              | (lib/lock.ts); 0 on release                 | (thread id low, its start time high: OWNER)     |
 // | 8-9   | 32-39   | DEAD         | a writer taking LOCK over from a holder     | the OWNER of a holder that died holding LOCK,   |
@@ -64,13 +66,16 @@ export const D_WAITER_ROWS = 10;
 export const WAITER_ROWS = 22;
 const HEADER_WORDS = HEADER_BYTES / 4;
 
-/** What a region holds: one value (MmapShare) or many keys (SharedMap). */
-export type RegionKind = 'share' | 'map';
+/** What a region holds: one value (MmapShare), many keys (SharedMap) or many messages (SharedQueue). */
+export type RegionKind = 'share' | 'map' | 'queue';
+/** The bytes a queue keeps between the common header and its ring (lib/queue/layout.ts). */
+export const QUEUE_HEADER_BYTES = 64;
 
 // Per kind: its magic word, and the bytes of a region whose SIZE word is `size`.
 const KINDS: Record<RegionKind, { magic: number; bytes: (size: number) => number; what: string }> = {
   share: { magic: 0x48534d4d, bytes: (size) => HEADER_BYTES + 2 * size, what: 'an MmapShare region' },
   map: { magic: 0x4d534d4d, bytes: (size) => size, what: 'a SharedMap region' },
+  queue: { magic: 0x514d534d, bytes: (size) => HEADER_BYTES + QUEUE_HEADER_BYTES + size, what: 'a SharedQueue region' },
 };
 
 /** A mapped region: the whole mapping as bytes, and its header as 32-bit and as 64-bit words. */

@@ -19,6 +19,21 @@ export function checkTtl(ttl: unknown): void {
   }
 }
 
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };
+
+/** Bytes from a number or a string such as '64MB', from `min` to `max`; ERR_BAD_SIZE otherwise. */
+export function parseBytes(name: string, value: unknown, min: number, max: number): number {
+  const match = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$/i.exec(value) : null;
+  const bytes = match === null ? value : Math.floor(Number(match[1]) * UNITS[match[2]!.toLowerCase()]!);
+  if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes < min || bytes > max) {
+    throw shareError(
+      'ERR_BAD_SIZE',
+      `${name} must be an integer number of bytes from ${min} to ${max}, or a string such as '64MB', got ${describe(value)}`,
+    );
+  }
+  return bytes;
+}
+
 /** An integer option from 1 to `max`, `fallback` when not given. */
 export function checkCount(name: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { MmapShare, SharedMap } from '../dist/index.mjs';
+import { MmapShare, SharedMap, SharedQueue } from '../dist/index.mjs';
 import { W_ENTRIES } from '../dist/map/layout.js';
 import { defer, fresh, Peer, tempDir } from './helpers.js';
 
@@ -125,6 +125,20 @@ describe('mmap-share inspect', () => {
     expect(damaged.code).toBe(1);
     expect(damaged.stdout).toContain('check    1 problems\n  ENTRIES is 99, but 100 were counted');
   });
+  it('understands queue regions: messages, bytes, waiters and totals', async () => {
+    const queue = SharedQueue.create<string>({ capacity: '1KB', maxMessageSize: 100 });
+    defer(() => queue.close());
+    for (const word of ['one', 'two', 'three']) queue.push(word);
+    queue.shift();
+    const { code, stdout } = await inspect('inspect', queue.handle);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(new RegExp(`^queue {4}${queue.handle}$`, 'm'));
+    expect(stdout).toContain('messages 2\nbytes    28 of 1024 in use, 100 a message at most');
+    expect(stdout).toContain('counts   3 pushed, 1 taken, 0 repairs');
+    const json = JSON.parse((await inspect('inspect', queue.handle, '--json')).stdout);
+    expect(json).toMatchObject({ kind: 'queue', maxMessage: 100, waiters: 0, stats: { messages: 2, pushed: 3 } });
+  });
+
   it('prints the path or the handle it was given, for a region attached by path and by name', async () => {
     const dir = tempDir();
     const share = MmapShare.create(256, { path: join(dir, 'config.share'), value: 'by path' });
@@ -286,8 +300,7 @@ describe('mmap-share inspect --keys, --get', () => {
       expect(stdout).toBe('');
       expect(stderr).toMatch(
         new RegExp(
-          `^mmap-share: --keys and --get apply to maps \\(SharedMap\\), and ${share.handle} holds one value ` +
-            '\\(MmapShare\\)\nusage: mmap-share inspect',
+          `^mmap-share: --keys and --get apply to maps \\(SharedMap\\), and ${share.handle} is no map\nusage: mmap-share inspect`,
         ),
       );
     }

@@ -1,7 +1,7 @@
 // Options checked by name: every constructor and method that takes options, on both backends, refuses a name it does
 // not know, naming the closest known one, before anything is written.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MmapShare, SharedMap } from '../dist/index.mjs';
+import { MmapShare, SharedMap, SharedQueue } from '../dist/index.mjs';
 import { RedisMap, RedisShare } from '../dist/redis/index.mjs';
 import { RedisServer } from './redis/server.js';
 
@@ -27,6 +27,7 @@ const map = () => {
   made.set('old', 'kept');
   return made;
 };
+const queue = () => keep(SharedQueue.create<string>({ capacity: '1KB' }));
 const redisShare = async () =>
   keep(await RedisShare.create<string>(`options-${next++}`, { url: server.url, value: 'kept' }));
 const redisMap = async () => {
@@ -48,6 +49,11 @@ const rows: Row[] = [
   ['SharedMap#set', (o) => map().set('old', 'lost', { ...o }), 'tll', 'ttl'],
   ['SharedMap#update', (o) => map().update('old', () => 'lost', { ...o }), 'ttL', 'ttl'],
   ['SharedMap#fetch', (o) => map().fetch('new', () => 'lost', { ...o }), 'timout', 'timeout'],
+  ['SharedQueue.create', (o) => SharedQueue.create({ capacity: '1KB', ...o }), 'maxMessagesize', 'maxMessageSize'],
+  ['new SharedQueue', (o) => new SharedQueue({ capacity: '1KB', ...o }), 'nam', 'name'],
+  ['SharedQueue.attach', (o) => SharedQueue.attach(queue().handle, { ...o }), 'codek', 'codec'],
+  ['SharedQueue#pushAsync', (o) => queue().pushAsync('lost', { ...o }), 'timeuot', 'timeout'],
+  ['SharedQueue#take', (o) => queue().take({ timeout: 10, ...o }), 'signl', 'signal'],
   ['RedisShare.create', (o) => RedisShare.create(`typo-${next++}`, { url: server.url, ...o }), 'vlaue', 'value'],
   ['RedisShare.attach', async (o) => RedisShare.attach('k', { url: server.url, ...o }), 'leas', 'lease'],
   ['RedisShare.unlink', (o) => RedisShare.unlink('k', { url: server.url, ...o }), 'commandTimout', 'commandTimeout'],

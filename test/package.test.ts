@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 const root = join(__dirname, '..');
 
 describe('package entry points', () => {
-  it('loads with require() and import(), which share one MmapShare, one SharedMap and one error class', () => {
+  it('loads with require() and import(), which share one MmapShare, one SharedMap, one SharedQueue and one error class', () => {
     const script = `
       const cjs = require('mmap-share');
       import('mmap-share').then((esm) => {
@@ -15,7 +15,7 @@ describe('package entry points', () => {
         let error;
         try { esm.MmapShare.create(0) } catch (e) { error = e }
         console.log(JSON.stringify({
-          sameClass: cjs.MmapShare === esm.MmapShare && cjs.SharedMap === esm.SharedMap,
+          sameClass: cjs.MmapShare === esm.MmapShare && cjs.SharedMap === esm.SharedMap && cjs.SharedQueue === esm.SharedQueue,
           value: esm.MmapShare.attach(share.handle).get(),
           errorMatches: error instanceof cjs.MmapShareError && error.code === 'ERR_BAD_SIZE',
           exports: Object.keys(esm).sort(),
@@ -26,7 +26,7 @@ describe('package entry points', () => {
       sameClass: true,
       value: 'both',
       errorMatches: true,
-      exports: ['MAX_CAPACITY', 'MAX_SIZE', 'MIN_CAPACITY', 'MmapShare', 'MmapShareError', 'SharedMap'],
+      exports: ['MAX_CAPACITY', 'MAX_SIZE', 'MIN_CAPACITY', 'MmapShare', 'MmapShareError', 'SharedMap', 'SharedQueue'],
     });
   });
 

@@ -2,7 +2,7 @@
 // ttl given to a call.
 import { type Codec, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
-import { checkCount, checkMaxKeySize, checkNames, checkTtl, type Names } from '../options.js';
+import { checkCount, checkMaxKeySize, checkNames, checkTtl, type Names, parseBytes } from '../options.js';
 import { checkPlacement } from '../region.js';
 import {
   CHUNK,
@@ -55,28 +55,13 @@ export const MIN_CAPACITY = 64 * 1024;
 export const MAX_CAPACITY = 2 ** 31 - 2 ** 16;
 const DEFAULT_MAX_VALUE = 2 ** 20;
 const BYTES_PER_DEFAULT_ENTRY = 128;
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };
-
-/** Bytes from a number or a string such as '64MB'. */
-function parseCapacity(capacity: unknown): number {
-  const match = typeof capacity === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$/i.exec(capacity) : null;
-  const bytes = match === null ? capacity : Math.floor(Number(match[1]) * UNITS[match[2]!.toLowerCase()]!);
-  if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes < MIN_CAPACITY || bytes > MAX_CAPACITY) {
-    throw shareError(
-      'ERR_BAD_SIZE',
-      `capacity must be an integer number of bytes from ${MIN_CAPACITY} to ${MAX_CAPACITY}, or a string such as '64MB', got ${describe(capacity)}`,
-    );
-  }
-  return bytes;
-}
-
 /** The geometry of a new map, from its options; every bad option is refused here, before any file is made. */
 export function planMap(options: SharedMapOptions<unknown>) {
   if (typeof options !== 'object' || options === null) {
     throw shareError('ERR_BAD_OPTION', `options must be an object with a capacity, got ${describe(options)}`);
   }
   checkNames(options, CREATE_NAMES);
-  const capacity = parseCapacity(options.capacity);
+  const capacity = parseBytes('capacity', options.capacity, MIN_CAPACITY, MAX_CAPACITY);
   const maxKey = checkMaxKeySize(options.maxKeySize);
   const maxEntries = checkCount(
     'maxEntries',

@@ -1,0 +1,324 @@
+// SharedQueue: messages pushed by any process and taken by any process, each exactly once, in order per producer,
+// through a ring in one region (its layout: lib/queue/layout.ts).
+import type { LockAsyncOptions } from '../api.js';
+import { type Codec, codecId, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
+import { step } from '../crash.js';
+import { describe, shareError } from '../errors.js';
+import { RegionHandle } from '../handle.js';
+import { waitOn } from '../bell.js';
+import { checkCount, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, parseBytes } from '../options.js';
+import { attachKind, checkPlacement, closeRegion, createRegion, type Region } from '../region.js';
+import {
+  commitHead,
+  commitTail,
+  count,
+  head,
+  initQueue,
+  PAD,
+  type QueueView,
+  RECORD_HEADER,
+  recordBytes,
+  repair,
+  repairs,
+  storeTotals,
+  tail,
+  totals,
+  viewOf,
+} from './layout.js';
+
+export interface SharedQueueOptions<T> {
+  /** Bytes of the ring: a number, or a string such as '16MB' (KB, MB, GB are powers of 1024). */
+  capacity: number | string;
+  /** Encoded bytes of one message at most. Default: as many as an empty ring holds. */
+  maxMessageSize?: number;
+  /** Exports the handle as `MMAP_SHARE_<name>` in `process.env`, so forked children can `attach(name)`. */
+  name?: string;
+  /** Backs the region with this file (created exclusively, mode 0600) instead of a file with no name. */
+  path?: string;
+  /** How messages are turned into bytes: 'v8' (default), 'msgpack', 'msgpack-refs', or `{ name, encode, decode }`. */
+  codec?: CodecOption<T>;
+}
+
+/** Counts for every process of the machine: `pushed - taken` messages are in the queue. */
+export interface QueueStats {
+  messages: number;
+  /** Bytes of the ring in use (records and padding), and in all. */
+  bytes: number;
+  capacity: number;
+  pushed: number;
+  taken: number;
+  /** Times a writer's death holding the lock was repaired. */
+  repairs: number;
+}
+
+const MIN_QUEUE_CAPACITY = 1024;
+const MAX_QUEUE_CAPACITY = 2 ** 31 - 2 ** 16;
+
+const CREATE_NAMES: Names<SharedQueueOptions<unknown>> = {
+  capacity: true,
+  maxMessageSize: true,
+  name: true,
+  path: true,
+  codec: true,
+};
+const ATTACH_NAMES: Names<{ codec?: unknown }> = { codec: true };
+
+// A take that found nothing; a message may itself be undefined.
+const EMPTY = Symbol('empty');
+
+/** Many messages of type `T` in one region, pushed and taken by any process or thread, each taken once. */
+export class SharedQueue<T = unknown> {
+  // Set by attach() for the constructor to adopt.
+  static #adopting: { region: Region; codec: Codec } | undefined;
+  #handle: RegionHandle;
+  #view: QueueView;
+  #codec: Codec<T>;
+
+  /** Same as `SharedQueue.create(options)`. */
+  constructor(options: SharedQueueOptions<T>) {
+    const adopted = SharedQueue.#adopting;
+    SharedQueue.#adopting = undefined;
+    let region: Region;
+    if (adopted === undefined) {
+      const { capacity, maxMessage } = planQueue(options);
+      this.#codec = resolveCodec(options.codec) as Codec<T>;
+      region = createRegion('queue', capacity, codecId(this.#codec.name), options.path, (bytes) =>
+        initQueue(bytes, maxMessage),
+      );
+    } else {
+      this.#codec = adopted.codec as Codec<T>;
+      region = adopted.region;
+    }
+    this.#view = viewOf(region.bytes, region.size);
+    if (this.#view.maxMessage < 1 || recordBytes(this.#view.maxMessage) > region.size) {
+      closeRegion(region);
+      throw shareError(
+        'ERR_BAD_HANDLE',
+        `${region.handle} has a damaged header: maxMessageSize ${this.#view.maxMessage}`,
+      );
+    }
+    const name = adopted === undefined ? options.name : undefined;
+    this.#handle = new RegionHandle(region, 'SharedQueue', name, () => repair(this.#view));
+  }
+
+  /** Creates a queue whose ring holds `capacity` bytes of messages. */
+  static create<T = unknown>(options: SharedQueueOptions<T>): SharedQueue<T> {
+    return new SharedQueue<T>(options);
+  }
+
+  /** Attaches to a queue by `queue.handle`, by a name given to `create()` in an ancestor, or by path. */
+  static attach<T = unknown>(ref: string, options: { codec?: CodecOption<T> } = {}): SharedQueue<T> {
+    checkNames(options, ATTACH_NAMES);
+    SharedQueue.#adopting = attachKind(ref, 'queue', options.codec);
+    return new SharedQueue<T>(undefined as never);
+  }
+
+  /** Appends `value`; false when the ring has no room for it now. Never waits (but for the lock, briefly). */
+  push(value: T): boolean {
+    const view = this.#open();
+    const payload = this.#encode(value);
+    return this.#handle.exclusive(() => append(view, payload));
+  }
+
+  /** Appends `value` once there is room: resolves when it is in the queue; rejects as lockAsync() does. */
+  async pushAsync(value: T, options: LockAsyncOptions = {}): Promise<void> {
+    checkNames(options, LOCK_ASYNC_NAMES);
+    const timeout = checkTimeout(options.timeout);
+    const view = this.#open();
+    const payload = this.#encode(value);
+    await waitOn(
+      this.#handle.open(),
+      () => (this.#handle.exclusive(() => append(view, payload)) ? true : undefined),
+      timeout,
+      options.signal,
+      () => `no room for a message of ${payload.length} bytes within ${timeout} ms`,
+    );
+  }
+
+  /** Takes the oldest message; undefined when there is none. Never waits (but for the lock, briefly). */
+  shift(): T | undefined {
+    const taken = this.#take();
+    return taken === EMPTY ? undefined : taken;
+  }
+
+  /** Takes up to `max` messages at once, oldest first: all there are by default. */
+  shiftMany(max = Infinity): T[] {
+    if (max !== Infinity) checkCount('max', max, max, 2 ** 32);
+    const view = this.#open();
+    return this.#handle.exclusive(() => {
+      const taken: T[] = [];
+      while (taken.length < max && count(view) > 0) taken.push(this.#takeLocked(view));
+      return taken;
+    });
+  }
+
+  /** Takes the oldest message, waiting for one; rejects as lockAsync() does, having taken nothing. */
+  async take(options: LockAsyncOptions = {}): Promise<T> {
+    checkNames(options, LOCK_ASYNC_NAMES);
+    const timeout = checkTimeout(options.timeout);
+    const { taken } = await waitOn(
+      this.#handle.open(),
+      () => {
+        const next = this.#take();
+        return next === EMPTY ? undefined : { taken: next };
+      },
+      timeout,
+      options.signal,
+      () => `no message within ${timeout} ms`,
+    );
+    return taken;
+  }
+
+  /** Takes messages as they come, waiting for each; ends when this instance is closed. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
+    for (;;) {
+      try {
+        yield await this.take();
+      } catch (error) {
+        if (this.closed) return;
+        throw error;
+      }
+    }
+  }
+
+  /** Messages in the queue now, for every process. */
+  get size(): number {
+    return count(this.#open());
+  }
+
+  stats(): QueueStats {
+    const view = this.#open();
+    const { pushed, taken } = totals(view);
+    return {
+      messages: pushed - taken,
+      bytes: used(view),
+      capacity: view.size,
+      pushed,
+      taken,
+      repairs: repairs(view),
+    };
+  }
+
+  /** Encoded bytes of one message at most. */
+  get maxMessageSize(): number {
+    return this.#open().maxMessage;
+  }
+
+  /** What another process passes to `attach()`. */
+  get handle(): string {
+    return this.#handle.handle;
+  }
+
+  /** Whether close() has run. */
+  get closed(): boolean {
+    return this.#handle.closed;
+  }
+
+  /** Releases the descriptor and the name in `process.env`; later calls throw ERR_CLOSED, and waits reject with it. */
+  close(): void {
+    this.#handle.close();
+  }
+
+  /** Same as close(), for `using queue = SharedQueue.attach(ref)`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #take(): T | typeof EMPTY {
+    const view = this.#open();
+    // Nothing to take is seen without the lock: a waiter's look costs no lock while the queue stays empty.
+    if (count(view) === 0) return EMPTY;
+    return this.#handle.exclusive(() => (count(view) === 0 ? EMPTY : this.#takeLocked(view)));
+  }
+
+  #takeLocked(view: QueueView): T {
+    const from = head(view);
+    let offset = from.offset;
+    let length = view.ring.readUInt32LE(offset);
+    if (length === PAD) [offset, length] = [0, view.ring.readUInt32LE(0)];
+    if (length > view.maxMessage || offset + recordBytes(length) > view.size) {
+      throw shareError('ERR_BAD_HANDLE', `${this.handle} has a damaged record at offset ${offset}: length ${length}`);
+    }
+    const start = offset + RECORD_HEADER;
+    let value: T;
+    try {
+      value = this.#codec.decode(view.ring.subarray(start, start + length)) as T;
+    } catch (error) {
+      throw shareError('ERR_BAD_HANDLE', `${this.handle} holds a message its codec cannot decode`, { cause: error });
+    }
+    step('queue.read');
+    commitHead(view, { offset: (offset + recordBytes(length)) % view.size, count: from.count + 1 });
+    step('queue.taken');
+    storeTotals(view);
+    return value;
+  }
+
+  #encode(value: T): Uint8Array {
+    const payload = encodeValue(this.#codec, value);
+    if (payload.length > this.#view.maxMessage) {
+      throw shareError(
+        'ERR_VALUE_TOO_LARGE',
+        `the message serializes to ${payload.length} bytes; this queue takes ${this.#view.maxMessage} at most`,
+      );
+    }
+    return payload;
+  }
+
+  #open(): QueueView {
+    this.#handle.open();
+    return this.#view;
+  }
+}
+
+/** The ring's capacity and the largest message of a new queue, from its options; refused here, before any file. */
+function planQueue(options: SharedQueueOptions<unknown>): { capacity: number; maxMessage: number } {
+  if (typeof options !== 'object' || options === null) {
+    throw shareError('ERR_BAD_OPTION', `options must be an object with a capacity, got ${describe(options)}`);
+  }
+  checkNames(options, CREATE_NAMES);
+  // A multiple of 4, so that every record starts aligned.
+  const capacity = parseBytes('capacity', options.capacity, MIN_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY) & ~3;
+  const maxMessage = checkCount(
+    'maxMessageSize',
+    options.maxMessageSize,
+    capacity - RECORD_HEADER,
+    capacity - RECORD_HEADER,
+  );
+  if ('codec' in options) resolveCodec(options.codec);
+  checkPlacement(options.name, options.path);
+  return { capacity, maxMessage };
+}
+
+// Bytes of the ring in use: records and padding from HEAD's offset to TAIL's.
+function used(view: QueueView): number {
+  if (count(view) === 0) return 0;
+  return (tail(view).offset - head(view).offset + view.size) % view.size || view.size;
+}
+
+/** Writes `payload` as a record past the newest and commits it; false when the free part of the ring is too small. */
+function append(view: QueueView, payload: Uint8Array): boolean {
+  const { ring, size } = view;
+  const need = recordBytes(payload.length);
+  const end = tail(view);
+  let at: number;
+  if (count(view) === 0) {
+    // An empty ring starts again at offset 0, where any message up to MAX_MESSAGE fits.
+    const start = head(view);
+    if (start.offset !== 0) commitHead(view, { offset: 0, count: start.count });
+    at = 0;
+  } else {
+    // The free part: from TAIL to the ring's end and from its start to HEAD, or from TAIL to HEAD (none: full).
+    const [from, oldest] = [end.offset, head(view).offset];
+    if (oldest < from) at = size - from >= need ? from : need <= oldest ? 0 : -1;
+    else at = oldest - from >= need ? from : -1;
+    if (at < 0) return false;
+    if (at !== from) ring.writeUInt32LE(PAD, from);
+  }
+  ring.set(payload, at + RECORD_HEADER);
+  ring.writeUInt32LE(payload.length, at);
+  step('queue.written');
+  commitTail(view, { offset: (at + need) % size, count: end.count + 1 });
+  step('queue.committed');
+  storeTotals(view);
+  return true;
+}

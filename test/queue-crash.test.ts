@@ -1,0 +1,33 @@
+// SharedQueue's crash points (lib/crash.ts), each in turn: a process killed inside push() leaves its message whole in
+// the queue or absent, one killed inside a take leaves it whole in the queue or taken, never torn, never twice; the
+// totals agree with what is there; and the next writer takes the dead one's lock over at once and counts a repair.
+import { spawnSync } from 'node:child_process';
+import { expect, it } from 'vitest';
+import { SharedQueue } from '../dist/index.mjs';
+import { defer, fixture } from './helpers.js';
+
+const steps = [
+  { step: 'queue.written', op: 'push', after: ['kept', 'more'] },
+  { step: 'queue.committed', op: 'push', after: ['kept', 'more', 'new'] },
+  { step: 'queue.read', op: 'shift', after: ['kept', 'more'] },
+  { step: 'queue.taken', op: 'shift', after: ['more'] },
+];
+
+it.each(steps)('a process killed at $step inside $op() leaves $after', ({ step, op, after }) => {
+  const queue = SharedQueue.create<string>({ capacity: 1024 });
+  defer(() => queue.close());
+  queue.push('kept');
+  queue.push('more');
+  const args = op === 'push' ? ['push', queue.handle, '"new"'] : ['shift', queue.handle];
+  const killed = spawnSync(process.execPath, [fixture('queue-peer.mjs'), ...args], {
+    env: { ...process.env, MMAP_SHARE_CRASH_AT: step },
+  });
+  expect(killed.signal).toBe('SIGKILL');
+  // Its lock is taken over at once: the holder is proven gone.
+  expect(queue.push('last')).toBe(true);
+  const stats = queue.stats();
+  expect(stats.pushed - stats.taken).toBe(after.length + 1);
+  expect(stats.repairs).toBe(1);
+  expect(queue.shiftMany()).toStrictEqual([...after, 'last']);
+  expect(queue.stats()).toMatchObject({ messages: 0, bytes: 0, pushed: stats.pushed, taken: stats.pushed });
+});

@@ -1,0 +1,173 @@
+// SharedQueue: FIFO against a model through thousands of wraps of a small ring, the edges (full, empty, too large),
+// waiting (take, pushAsync, for await) across processes, and exactly-once delivery from producer processes to
+// consumer processes, in order per producer.
+import { fork, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { MmapShare, MmapShareError, SharedMap, SharedQueue, type SharedQueueOptions } from '../dist/index.mjs';
+import { defer, fixture } from './helpers.js';
+
+function queue<T = unknown>(options: SharedQueueOptions<T>): SharedQueue<T> {
+  const created = SharedQueue.create<T>(options);
+  defer(() => created.close());
+  return created;
+}
+
+function peer(...args: string[]) {
+  const child = fork(fixture('queue-peer.mjs'), args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  defer(() => child.kill('SIGKILL'));
+  return child;
+}
+
+describe('SharedQueue', () => {
+  it('gives messages back in the order pushed, through thousands of wraps of its ring, as a model does', () => {
+    const q = queue<number[] | undefined>({ capacity: 1024, codec: 'msgpack' });
+    const model: (number[] | undefined)[] = [];
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    for (let op = 0; op < 20_000; op++) {
+      const roll = random(10);
+      if (roll < 5) {
+        // Sizes from nothing to most of the ring, so that records meet its end at every offset.
+        const value =
+          random(8) === 0 ? undefined : Array.from({ length: random(random(4) === 0 ? 200 : 20) }, () => op);
+        if (q.push(value)) model.push(value);
+        else expect(model.length).toBeGreaterThan(0);
+      } else if (roll < 8) {
+        expect(q.shift()).toStrictEqual(model.shift());
+      } else {
+        const max = 1 + random(4);
+        expect(q.shiftMany(max)).toStrictEqual(model.splice(0, max));
+      }
+      expect(q.size).toBe(model.length);
+      const stats = q.stats();
+      expect(stats.pushed - stats.taken).toBe(model.length);
+    }
+    expect(q.shiftMany()).toStrictEqual(model);
+    expect(q.stats()).toMatchObject({ messages: 0, bytes: 0, capacity: 1024 });
+    // A ring of 1 KB holds a few of these at a time: thousands of pushes go round it hundreds of times.
+    expect(q.stats().pushed).toBeGreaterThan(5000);
+  });
+
+  it('refuses a push with no room, and a message too large, changing nothing', () => {
+    const q = queue<string>({ capacity: 1024, maxMessageSize: 300 });
+    let pushed = 0;
+    while (q.push(`message ${pushed}`)) pushed++;
+    expect(pushed).toBeGreaterThan(10);
+    const before = q.stats();
+    expect(q.push('one more')).toBe(false);
+    expect(() => q.push('x'.repeat(400))).toThrow(expect.objectContaining({ code: 'ERR_VALUE_TOO_LARGE' }));
+    expect(() => q.push((() => 1) as never)).toThrow(expect.objectContaining({ code: 'ERR_NOT_SERIALIZABLE' }));
+    expect(q.stats()).toStrictEqual(before);
+    expect(q.shift()).toBe('message 0');
+    expect(q.push('one more')).toBe(true);
+  });
+
+  it.each([
+    ['ERR_BAD_SIZE', 'a capacity too small', () => SharedQueue.create({ capacity: 100 })],
+    ['ERR_BAD_SIZE', "capacity 'lots'", () => SharedQueue.create({ capacity: 'lots' })],
+    [
+      'ERR_BAD_OPTION',
+      'maxMessageSize beyond the ring',
+      () => SharedQueue.create({ capacity: 1024, maxMessageSize: 1021 }),
+    ],
+    ['ERR_BAD_OPTION', 'a misspelt option', () => SharedQueue.create({ capacity: 1024, maxMessage: 10 } as never)],
+    ['ERR_BAD_OPTION', 'a codec that is not one', () => SharedQueue.create({ capacity: 1024, codec: 'json' as never })],
+    [
+      'ERR_BAD_HANDLE',
+      'attach() of a SharedMap',
+      () => {
+        const map = SharedMap.create({ capacity: '1MB' });
+        defer(() => map.close());
+        return SharedQueue.attach(map.handle);
+      },
+    ],
+    [
+      'ERR_BAD_HANDLE',
+      'an MmapShare attached as a queue',
+      () => {
+        const share = MmapShare.create(64);
+        defer(() => share.close());
+        return SharedQueue.attach(share.handle);
+      },
+    ],
+  ])('%s for %s', (code, _what, trigger) => {
+    expect(trigger).toThrow(expect.objectContaining({ code }));
+    expect(trigger).toThrow(MmapShareError);
+  });
+
+  it('is attached by another kind of region refused, and refuses calls after close()', async () => {
+    const q = queue<number>({ capacity: '1KB' });
+    const q2 = SharedQueue.attach<number>(q.handle);
+    expect(() => MmapShare.attach(q.handle)).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
+    q2.close();
+    for (const call of [() => q2.push(1), () => q2.shift(), () => q2.shiftMany(), () => q2.size, () => q2.stats()]) {
+      expect(call).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }));
+    }
+    await expect(q2.take()).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await expect(q2.pushAsync(1)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+
+  it('take() waits for a push from another process; times out and aborts having taken nothing', async () => {
+    const q = queue<{ n: number }>({ capacity: '4KB' });
+    await expect(q.take({ timeout: 30 })).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    const controller = new AbortController();
+    const aborted = q.take({ signal: controller.signal });
+    controller.abort();
+    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    const taken = q.take();
+    await sleep(20);
+    const pusher = spawn(process.execPath, [fixture('queue-peer.mjs'), 'push', q.handle, '{"n":42}']);
+    defer(() => pusher.kill('SIGKILL'));
+    expect(await taken).toStrictEqual({ n: 42 });
+    expect(q.stats()).toMatchObject({ pushed: 1, taken: 1 });
+  });
+
+  it('pushAsync() waits for room that a take in another process makes; for await ends on close()', async () => {
+    const q = queue<string>({ capacity: 1024, maxMessageSize: 700 });
+    expect(q.push('a'.repeat(600))).toBe(true);
+    await expect(q.pushAsync('b'.repeat(600), { timeout: 30 })).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    expect(q.size).toBe(1);
+    const pushed = q.pushAsync('c'.repeat(600));
+    await sleep(20);
+    const taker = peer('shift', q.handle);
+    await once(taker, 'exit');
+    await pushed;
+    const seen: string[] = [];
+    const iterating = (async () => {
+      for await (const value of q) seen.push(value);
+    })();
+    await sleep(20);
+    q.push('d');
+    await sleep(20);
+    q.close();
+    await iterating;
+    expect(seen).toStrictEqual(['c'.repeat(600), 'd']);
+  });
+
+  it('takes every message of 4 producer processes exactly once, in 2 consumer processes, in order per producer', async () => {
+    const q = queue({ capacity: '16KB' });
+    const [producers, each] = [4, 3000];
+    const consumers = [
+      peer('consume', q.handle, String(producers * each)),
+      peer('consume', q.handle, String(producers * each)),
+    ];
+    const reports = consumers.map((child) => once(child, 'message').then(([taken]) => taken as [number, number][]));
+    const running = Array.from({ length: producers }, (_, p) => peer('produce', q.handle, String(p), String(each)));
+    await Promise.all(running.map((child) => once(child, 'exit')));
+    const taken = await Promise.all(reports);
+    const seen = new Set<string>();
+    for (const mine of taken) {
+      const last = new Map<number, number>();
+      for (const [producer, seq] of mine) {
+        expect(seen.has(`${producer}:${seq}`)).toBe(false);
+        seen.add(`${producer}:${seq}`);
+        expect(seq).toBeGreaterThan(last.get(producer) ?? -1);
+        last.set(producer, seq);
+      }
+    }
+    expect(seen.size).toBe(producers * each);
+    expect(q.stats()).toMatchObject({ messages: 0, pushed: producers * each, taken: producers * each });
+  }, 60_000);
+});
