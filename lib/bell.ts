@@ -35,7 +35,7 @@ interface Belled extends Mapping {
 
 // A waiter looks this often besides, in case a ring was lost with its writer; MMAP_SHARE_BELL_LOOK_MS sets it, for
 // the tests that prove no ring is needed to be lost for a waiter to wait that long.
-const LOOK_MS = Number(process.env.MMAP_SHARE_BELL_LOOK_MS) || 1000;
+export const LOOK_MS = Number(process.env.MMAP_SHARE_BELL_LOOK_MS) || 1000;
 // After a look, a watcher lets this long pass before it looks for a ring again, and a lock or fetch waiter this long:
 // every ring wakes every waiter of the region, so while a writer commits without pause each waiter's looks (and the
 // rings they re-arm) cost the writer; a watcher wants the latest value, a lock waiter its lock at once.
@@ -191,7 +191,8 @@ const UNRUNG_MS = 16;
  * Resolves with what `attempt()` returns once it is not undefined, trying it now and then on every ring of `region`
  * (sleeping on the bell only when the first try fails). Rejects
  * with ERR_LOCK_TIMEOUT (the message from `explain`) after `timeout` ms, with the reason of `signal` when it aborts,
- * and with what `attempt` throws. Keeps the process alive while it waits.
+ * and with what `attempt` throws. Keeps the process alive while it waits. It also tries every `lookMs`: by default
+ * often, for what no one rings (a lock holder that dies, a lease that runs out).
  */
 export function waitOn<R>(
   region: Belled,
@@ -199,6 +200,7 @@ export function waitOn<R>(
   timeout: number,
   signal: AbortSignal | undefined,
   explain: () => string,
+  lookMs = UNRUNG_MS,
 ): Promise<R> {
   if (signal?.aborted) return Promise.reject(signal.reason);
   try {
@@ -234,6 +236,6 @@ export function waitOn<R>(
         finish(() => reject(error));
       }
     };
-    const stop = listen(region, look, UNRUNG_MS, WAIT_GAP_MS, UNRUNG_MS);
+    const stop = listen(region, look, UNRUNG_MS, WAIT_GAP_MS, lookMs);
   });
 }

@@ -1,6 +1,6 @@
 // Codecs turn values into the bytes of a slot and back; the header records which one wrote a region.
 import { deserialize, serialize } from 'node:v8';
-import { shareError } from './errors.js';
+import { describe, shareError } from './errors.js';
 
 /** A codec of your own: `decode` gets a view into shared memory and must copy whatever it keeps. */
 export interface Codec<T = unknown> {
@@ -49,13 +49,26 @@ function msgpack(name: 'msgpack' | 'msgpack-refs'): Codec {
   return codec;
 }
 
-/** The bytes of `value`; a codec that throws makes ERR_NOT_SERIALIZABLE. */
+/** The bytes of `value`; a codec that throws, or gives something else than bytes, makes ERR_NOT_SERIALIZABLE. */
 export function encodeValue<T>(codec: Codec<T>, value: T): Uint8Array {
+  let bytes: unknown;
   try {
-    return codec.encode(value);
+    bytes = codec.encode(value);
   } catch (error) {
     throw shareError('ERR_NOT_SERIALIZABLE', `the value cannot be encoded: ${(error as Error).message}`, error);
   }
+  if (!(bytes instanceof Uint8Array)) {
+    throw shareError(
+      'ERR_NOT_SERIALIZABLE',
+      `the codec ${codec.name} encoded the value as ${describe(bytes)}, not bytes`,
+    );
+  }
+  return bytes;
+}
+
+/** The value of `bytes`, a view of shared memory: decoded from a private copy for a codec that keeps what it gets. */
+export function decodeView<T>(codec: Codec<T>, bytes: Uint8Array): T {
+  return codec.decode(codec.copyFirst ? new Uint8Array(bytes) : bytes);
 }
 
 export function resolveCodec(option: unknown = 'v8'): Codec {

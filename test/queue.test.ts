@@ -3,10 +3,13 @@
 // consumer processes, in order per producer.
 import { fork, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { MmapShare, MmapShareError, SharedMap, SharedQueue, type SharedQueueOptions } from '../dist/index.mjs';
-import { defer, fixture } from './helpers.js';
+import { defer, fixture, tempDir } from './helpers.js';
 
 function queue<T = unknown>(options: SharedQueueOptions<T>): SharedQueue<T> {
   const created = SharedQueue.create<T>(options);
@@ -144,6 +147,94 @@ describe('SharedQueue', () => {
     q.close();
     await iterating;
     expect(seen).toStrictEqual(['c'.repeat(600), 'd']);
+  });
+
+  it('gives a taken message binary data of its own, not a view of the ring that later pushes overwrite', () => {
+    const q = queue<{ b: Buffer }>({ capacity: 1024 });
+    q.push({ b: Buffer.alloc(16, 1) });
+    const taken = q.shift()!;
+    for (let i = 0; i < 40; i++) {
+      q.shift();
+      q.push({ b: Buffer.alloc(16, 0x77) });
+    }
+    expect(taken.b).toStrictEqual(Buffer.alloc(16, 1));
+    taken.b.fill(0);
+    expect(q.shift()).toStrictEqual({ b: Buffer.alloc(16, 0x77) });
+  });
+
+  it('drops a message its codec cannot decode at the take that meets it; shiftMany() stops before it', () => {
+    const picky = {
+      name: 'picky',
+      encode: (value: string) => Buffer.from(value),
+      decode: (bytes: Uint8Array) => {
+        const value = Buffer.from(bytes).toString();
+        if (value === 'poison') throw new Error('not for me');
+        return value;
+      },
+    };
+    const q = queue<string>({ capacity: 1024, codec: picky });
+    for (const value of ['a', 'b', 'poison', 'c']) q.push(value);
+    expect(q.shiftMany()).toStrictEqual(['a', 'b']);
+    expect(() => q.shift()).toThrow(
+      expect.objectContaining({ code: 'ERR_BAD_HANDLE', message: expect.stringMatching(/dropped/) }),
+    );
+    expect(q.shift()).toBe('c');
+    expect(q.stats()).toMatchObject({ messages: 0, pushed: 4, taken: 4 });
+    expect(q.shiftMany(0)).toStrictEqual([]);
+  });
+
+  it('refuses a codec that encodes to something else than bytes, storing nothing', () => {
+    const q = queue<string>({ capacity: 1024, codec: { name: 'text', encode: (v) => v as never, decode: String } });
+    expect(() => q.push('x')).toThrow(expect.objectContaining({ code: 'ERR_NOT_SERIALIZABLE' }));
+    expect(q.size).toBe(0);
+  });
+
+  it('refuses damaged words with ERR_BAD_HANDLE: a message size, ends off the ring, a count no ring holds', () => {
+    const path = `${tempDir()}/damaged`;
+    const q = queue<string>({ capacity: 1024, path });
+    q.push('kept');
+    const poke = (at: number, bytes: Buffer) => {
+      const fd = openSync(path, 'r+');
+      writeSync(fd, bytes, 0, bytes.length, at);
+      closeSync(fd);
+    };
+    const word = (n: number) => Buffer.from(new Uint32Array([n]).buffer);
+    const good = readFileSync(path).subarray(256, 272);
+    poke(288, word(0xffffffff));
+    expect(() => SharedQueue.attach(path)).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
+    poke(288, word(1020));
+    poke(256, word(5000));
+    expect(() => q.shift()).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
+    expect(() => q.push('more')).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
+    poke(256, good);
+    poke(268, word(1_000_000));
+    expect(() => q.size).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
+    poke(256, good);
+    expect(q.shift()).toBe('kept');
+  });
+
+  it('reports stats() as one moment saw them while another thread pushes and takes', async () => {
+    const q = queue<number>({ capacity: 1024 });
+    const worker = new Worker(
+      `const { SharedQueue } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+      const q = SharedQueue.attach(${JSON.stringify(q.handle)});
+      require('node:worker_threads').parentPort.postMessage('running');
+      const end = Date.now() + 300;
+      for (let i = 0; Date.now() < end; i++) q.push(i) && (i % 3 || q.shift(), q.shift());`,
+      { eval: true },
+    );
+    await once(worker, 'message');
+    let wrong = 0;
+    let samples = 0;
+    for (let running = true; running;) {
+      for (let i = 0; i < 1000; i++, samples++) {
+        const stats = q.stats();
+        if (stats.messages < 0 || stats.pushed - stats.taken !== stats.messages) wrong++;
+      }
+      running = await Promise.race([once(worker, 'exit').then(() => false), sleep(0).then(() => true)]);
+    }
+    expect(samples).toBeGreaterThan(1000);
+    expect(wrong).toBe(0);
   });
 
   it('takes every message of 4 producer processes exactly once, in 2 consumer processes, in order per producer', async () => {

@@ -1,6 +1,6 @@
 // Reading without the lock: an entry, or the list of keys, read while writers may be changing them, retried when
 // they did and done under the lock when they keep doing it.
-import type { Codec } from '../codec.js';
+import { type Codec, decodeView } from '../codec.js';
 import type { RegionHandle } from '../handle.js';
 import { RACED as RACE } from '../layout.js';
 import { LOCK_FREE_TRIES } from '../lock.js';
@@ -145,7 +145,7 @@ export function decodeLocked<V>(
   const bytes = getBytes(view, head, RECORD_HEADER + keyLength, valueLength);
   if (bytes === undefined) throw corruptMap(`the chain of chunk ${head} is broken`);
   try {
-    return codec.decode(codec.copyFirst ? new Uint8Array(bytes) : bytes);
+    return decodeView(codec, bytes);
   } catch (error) {
     throw corruptMap(`its value does not decode (${(error as Error).message})`, error);
   }

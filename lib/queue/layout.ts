@@ -22,6 +22,7 @@
 // not fit before the ring's end, the pusher writes PAD there and the record at offset 0. The queue holds TAIL's count
 // - HEAD's count messages (mod 2^32); with none, the offsets mean nothing and the next push starts at offset 0, so
 // that any message up to MAX_MESSAGE fits an empty queue. With some, HEAD and TAIL at one offset mean a full ring.
+import { shareError } from '../errors.js';
 import { HEADER_BYTES, QUEUE_HEADER_BYTES } from '../layout.js';
 
 export const RING = HEADER_BYTES + QUEUE_HEADER_BYTES;
@@ -39,6 +40,8 @@ const W_REPAIRS = 9;
 
 /** A queue's region as its code sees it: the header past the common one, and the ring. */
 export interface QueueView {
+  /** The region's handle, for errors. */
+  readonly what: string;
   readonly wide: BigUint64Array;
   readonly words: Uint32Array;
   readonly ring: Buffer;
@@ -52,11 +55,21 @@ export interface End {
   readonly count: number;
 }
 
-export function viewOf(bytes: Buffer, size: number): QueueView {
+/** The queue in `bytes`, a region whose ring holds `size` bytes; ERR_BAD_HANDLE when MAX_MESSAGE cannot be. */
+export function viewOf(bytes: Buffer, size: number, what: string): QueueView {
   const { buffer, byteOffset } = bytes;
   const wide = new BigUint64Array(buffer, byteOffset + HEADER_BYTES, QUEUE_HEADER_BYTES / 8);
   const words = new Uint32Array(buffer, byteOffset + HEADER_BYTES, QUEUE_HEADER_BYTES / 4);
-  return { wide, words, ring: bytes.subarray(RING, RING + size), size, maxMessage: Atomics.load(words, W_MAX_MESSAGE) };
+  const maxMessage = Atomics.load(words, W_MAX_MESSAGE);
+  if (maxMessage < 1 || recordBytes(maxMessage) > size) {
+    throw shareError('ERR_BAD_HANDLE', `${what} has a damaged header: maxMessageSize ${maxMessage}`);
+  }
+  return { what, wide, words, ring: bytes.subarray(RING, RING + size), size, maxMessage };
+}
+
+/** ERR_BAD_HANDLE, for a queue whose words or records cannot be what a writer left. */
+export function corruptQueue(view: QueueView, why: string): Error {
+  return shareError('ERR_BAD_HANDLE', `${view.what} is damaged: ${why}`);
 }
 
 export function initQueue(bytes: Buffer, maxMessage: number): void {
@@ -66,32 +79,48 @@ export function initQueue(bytes: Buffer, maxMessage: number): void {
 const split = (word: bigint): End => ({ offset: Number(word & 0xffffffffn), count: Number(word >> 32n) });
 const join = ({ offset, count }: End): bigint => (BigInt(count >>> 0) << 32n) | BigInt(offset);
 
-export const head = (view: QueueView): End => split(Atomics.load(view.wide, D_HEAD));
-export const tail = (view: QueueView): End => split(Atomics.load(view.wide, D_TAIL));
+/**
+ * HEAD and TAIL as one moment saw them: read again until HEAD did not move around the read of TAIL (HEAD's count only
+ * grows, so an unchanged word is an unchanged head). ERR_BAD_HANDLE for words no writer leaves.
+ */
+export function ends(view: QueueView): { head: End; tail: End; count: number } {
+  const { wide, size } = view;
+  let first: bigint;
+  let last: bigint;
+  do {
+    first = Atomics.load(wide, D_HEAD);
+    last = Atomics.load(wide, D_TAIL);
+  } while (Atomics.load(wide, D_HEAD) !== first);
+  const [head, tail] = [split(first), split(last)];
+  const count = (tail.count - head.count) >>> 0;
+  // Each record takes 4 bytes at least, and starts at an aligned offset inside the ring.
+  if (count > size / RECORD_HEADER || head.offset >= size || tail.offset >= size || (head.offset | tail.offset) & 3) {
+    throw corruptQueue(view, `head ${head.offset}, tail ${tail.offset}, ${count} messages in a ring of ${size} bytes`);
+  }
+  return { head, tail, count };
+}
+
 export const commitHead = (view: QueueView, end: End): void => void Atomics.store(view.wide, D_HEAD, join(end));
 export const commitTail = (view: QueueView, end: End): void => void Atomics.store(view.wide, D_TAIL, join(end));
 
-/** Messages in the queue: pushed minus taken, mod 2^32. */
-export const count = (view: QueueView): number => (tail(view).count - head(view).count) >>> 0;
-
-/** Bytes of `size` bytes of payload as a record. */
-export const recordBytes = (size: number): number => RECORD_HEADER + ((size + 3) & ~3);
+/** Bytes of `size` bytes of payload as a record (arithmetic, not bitwise: a damaged size may pass 2^31). */
+export const recordBytes = (size: number): number => RECORD_HEADER + Math.ceil(size / 4) * 4;
 
 // A total whose low 32 bits are `low`: the stored one, which lags by less than 2^32, moved up to it.
 const caughtUp = (stored: bigint, low: number): number =>
   Number(stored + ((BigInt(low) - (stored & 0xffffffffn)) & 0xffffffffn));
 
-/** Messages pushed and taken in all, as the commit words say, whatever totals a killed writer left behind. */
-export function totals(view: QueueView): { pushed: number; taken: number } {
-  return {
-    pushed: caughtUp(Atomics.load(view.wide, D_PUSHED), tail(view).count),
-    taken: caughtUp(Atomics.load(view.wide, D_TAKEN), head(view).count),
-  };
+/** The ends and the totals as one moment saw them, whatever totals a killed writer left behind. */
+export function snapshot(view: QueueView): { head: End; tail: End; count: number; pushed: number; taken: number } {
+  // The stored totals first: they lag the commit words read after them, never run ahead of them.
+  const [pushed, taken] = [Atomics.load(view.wide, D_PUSHED), Atomics.load(view.wide, D_TAKEN)];
+  const now = ends(view);
+  return { ...now, pushed: caughtUp(pushed, now.tail.count), taken: caughtUp(taken, now.head.count) };
 }
 
-/** Stores the totals the commit words say, after a push or a take, or in a repair. */
+/** Stores the totals the commit words say: after a push or a take, or in a repair, under the lock. */
 export function storeTotals(view: QueueView): void {
-  const { pushed, taken } = totals(view);
+  const { pushed, taken } = snapshot(view);
   Atomics.store(view.wide, D_PUSHED, BigInt(pushed));
   Atomics.store(view.wide, D_TAKEN, BigInt(taken));
 }

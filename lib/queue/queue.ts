@@ -1,18 +1,18 @@
 // SharedQueue: messages pushed by any process and taken by any process, each exactly once, in order per producer,
 // through a ring in one region (its layout: lib/queue/layout.ts).
 import type { LockAsyncOptions } from '../api.js';
-import { type Codec, codecId, type CodecOption, encodeValue, resolveCodec } from '../codec.js';
+import { type Codec, codecId, type CodecOption, decodeView, encodeValue, resolveCodec } from '../codec.js';
 import { step } from '../crash.js';
 import { describe, shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
-import { waitOn } from '../bell.js';
+import { LOOK_MS, waitOn } from '../bell.js';
 import { checkCount, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, parseBytes } from '../options.js';
 import { attachKind, checkPlacement, closeRegion, createRegion, type Region } from '../region.js';
 import {
   commitHead,
   commitTail,
-  count,
-  head,
+  corruptQueue,
+  ends,
   initQueue,
   PAD,
   type QueueView,
@@ -20,9 +20,8 @@ import {
   recordBytes,
   repair,
   repairs,
+  snapshot,
   storeTotals,
-  tail,
-  totals,
   viewOf,
 } from './layout.js';
 
@@ -64,7 +63,7 @@ const CREATE_NAMES: Names<SharedQueueOptions<unknown>> = {
 const ATTACH_NAMES: Names<{ codec?: unknown }> = { codec: true };
 
 // A take that found nothing; a message may itself be undefined.
-const EMPTY = Symbol('empty');
+const EMPTY: unique symbol = Symbol('empty');
 
 /** Many messages of type `T` in one region, pushed and taken by any process or thread, each taken once. */
 export class SharedQueue<T = unknown> {
@@ -73,6 +72,8 @@ export class SharedQueue<T = unknown> {
   #handle: RegionHandle;
   #view: QueueView;
   #codec: Codec<T>;
+  // The waits of take() and pushAsync(), for close() to end.
+  readonly #waits = new Set<AbortController>();
 
   /** Same as `SharedQueue.create(options)`. */
   constructor(options: SharedQueueOptions<T>) {
@@ -89,13 +90,11 @@ export class SharedQueue<T = unknown> {
       this.#codec = adopted.codec as Codec<T>;
       region = adopted.region;
     }
-    this.#view = viewOf(region.bytes, region.size);
-    if (this.#view.maxMessage < 1 || recordBytes(this.#view.maxMessage) > region.size) {
+    try {
+      this.#view = viewOf(region.bytes, region.size, region.handle);
+    } catch (error) {
       closeRegion(region);
-      throw shareError(
-        'ERR_BAD_HANDLE',
-        `${region.handle} has a damaged header: maxMessageSize ${this.#view.maxMessage}`,
-      );
+      throw error;
     }
     const name = adopted === undefined ? options.name : undefined;
     this.#handle = new RegionHandle(region, 'SharedQueue', name, () => repair(this.#view));
@@ -122,16 +121,12 @@ export class SharedQueue<T = unknown> {
 
   /** Appends `value` once there is room: resolves when it is in the queue; rejects as lockAsync() does. */
   async pushAsync(value: T, options: LockAsyncOptions = {}): Promise<void> {
-    checkNames(options, LOCK_ASYNC_NAMES);
-    const timeout = checkTimeout(options.timeout);
     const view = this.#open();
     const payload = this.#encode(value);
-    await waitOn(
-      this.#handle.open(),
+    await this.#wait(
       () => (this.#handle.exclusive(() => append(view, payload)) ? true : undefined),
-      timeout,
-      options.signal,
-      () => `no room for a message of ${payload.length} bytes within ${timeout} ms`,
+      options,
+      (timeout) => `no room for a message of ${payload.length} bytes within ${timeout} ms`,
     );
   }
 
@@ -141,30 +136,35 @@ export class SharedQueue<T = unknown> {
     return taken === EMPTY ? undefined : taken;
   }
 
-  /** Takes up to `max` messages at once, oldest first: all there are by default. */
+  /**
+   * Takes up to `max` messages at once, oldest first: all there are by default. Stops before a message its codec
+   * cannot decode, which the next take meets.
+   */
   shiftMany(max = Infinity): T[] {
-    if (max !== Infinity) checkCount('max', max, max, 2 ** 32);
+    if (max !== Infinity && (!Number.isInteger(max) || max < 0)) {
+      throw shareError('ERR_BAD_OPTION', `max must be a non-negative integer, got ${describe(max)}`);
+    }
     const view = this.#open();
     return this.#handle.exclusive(() => {
       const taken: T[] = [];
-      while (taken.length < max && count(view) > 0) taken.push(this.#takeLocked(view));
+      while (taken.length < max && ends(view).count > 0) {
+        const next = this.#takeLocked(view, taken.length === 0);
+        if (next === EMPTY) break;
+        taken.push(next);
+      }
       return taken;
     });
   }
 
   /** Takes the oldest message, waiting for one; rejects as lockAsync() does, having taken nothing. */
   async take(options: LockAsyncOptions = {}): Promise<T> {
-    checkNames(options, LOCK_ASYNC_NAMES);
-    const timeout = checkTimeout(options.timeout);
-    const { taken } = await waitOn(
-      this.#handle.open(),
+    const { taken } = await this.#wait(
       () => {
         const next = this.#take();
         return next === EMPTY ? undefined : { taken: next };
       },
-      timeout,
-      options.signal,
-      () => `no message within ${timeout} ms`,
+      options,
+      (timeout) => `no message within ${timeout} ms`,
     );
     return taken;
   }
@@ -183,20 +183,16 @@ export class SharedQueue<T = unknown> {
 
   /** Messages in the queue now, for every process. */
   get size(): number {
-    return count(this.#open());
+    return ends(this.#open()).count;
   }
 
+  /** The counts, as one moment saw them. */
   stats(): QueueStats {
     const view = this.#open();
-    const { pushed, taken } = totals(view);
-    return {
-      messages: pushed - taken,
-      bytes: used(view),
-      capacity: view.size,
-      pushed,
-      taken,
-      repairs: repairs(view),
-    };
+    const { head, tail, count, pushed, taken } = snapshot(view);
+    // Records and padding from HEAD's offset to TAIL's; with TAIL at HEAD, none or all.
+    const bytes = count === 0 ? 0 : (tail.offset - head.offset + view.size) % view.size || view.size;
+    return { messages: count, bytes, capacity: view.size, pushed, taken, repairs: repairs(view) };
   }
 
   /** Encoded bytes of one message at most. */
@@ -216,6 +212,7 @@ export class SharedQueue<T = unknown> {
 
   /** Releases the descriptor and the name in `process.env`; later calls throw ERR_CLOSED, and waits reject with it. */
   close(): void {
+    for (const closing of this.#waits) closing.abort(shareError('ERR_CLOSED', 'this SharedQueue was closed'));
     this.#handle.close();
   }
 
@@ -224,32 +221,59 @@ export class SharedQueue<T = unknown> {
     this.close();
   }
 
+  // Waits on the doorbell until `attempt` gives something, ending at once, with ERR_CLOSED, when close() runs.
+  async #wait<R>(attempt: () => R | undefined, options: LockAsyncOptions, explain: (timeout: number) => string) {
+    checkNames(options, LOCK_ASYNC_NAMES);
+    const timeout = checkTimeout(options.timeout);
+    const region = this.#handle.open();
+    const closing = new AbortController();
+    this.#waits.add(closing);
+    try {
+      const signal = options.signal ? AbortSignal.any([options.signal, closing.signal]) : closing.signal;
+      // Every push and take rings: only one killed between its commit and its ring goes unheard, until a look a
+      // second later.
+      return await waitOn(region, attempt, timeout, signal, () => explain(timeout), LOOK_MS);
+    } finally {
+      this.#waits.delete(closing);
+    }
+  }
+
   #take(): T | typeof EMPTY {
     const view = this.#open();
     // Nothing to take is seen without the lock: a waiter's look costs no lock while the queue stays empty.
-    if (count(view) === 0) return EMPTY;
-    return this.#handle.exclusive(() => (count(view) === 0 ? EMPTY : this.#takeLocked(view)));
+    if (ends(view).count === 0) return EMPTY;
+    return this.#handle.exclusive(() => (ends(view).count === 0 ? EMPTY : this.#takeLocked(view, true)));
   }
 
-  #takeLocked(view: QueueView): T {
-    const from = head(view);
-    let offset = from.offset;
+  // Takes the oldest message. One its codec cannot decode is taken too when `drop` (so that it never blocks the queue)
+  // and thrown as ERR_BAD_HANDLE; else it is left, and EMPTY returned.
+  #takeLocked(view: QueueView, drop: boolean): T | typeof EMPTY {
+    const { head } = ends(view);
+    let offset = head.offset;
     let length = view.ring.readUInt32LE(offset);
     if (length === PAD) [offset, length] = [0, view.ring.readUInt32LE(0)];
     if (length > view.maxMessage || offset + recordBytes(length) > view.size) {
-      throw shareError('ERR_BAD_HANDLE', `${this.handle} has a damaged record at offset ${offset}: length ${length}`);
+      throw corruptQueue(view, `the record at offset ${offset} has length ${length}`);
     }
     const start = offset + RECORD_HEADER;
-    let value: T;
+    let value: T | typeof EMPTY;
+    let failure: unknown;
     try {
-      value = this.#codec.decode(view.ring.subarray(start, start + length)) as T;
+      value = decodeView(this.#codec, view.ring.subarray(start, start + length));
     } catch (error) {
-      throw shareError('ERR_BAD_HANDLE', `${this.handle} holds a message its codec cannot decode`, { cause: error });
+      if (!drop) return EMPTY;
+      value = EMPTY;
+      failure = error;
     }
     step('queue.read');
-    commitHead(view, { offset: (offset + recordBytes(length)) % view.size, count: from.count + 1 });
+    commitHead(view, { offset: (offset + recordBytes(length)) % view.size, count: head.count + 1 });
     step('queue.taken');
     storeTotals(view);
+    if (value === EMPTY) {
+      throw shareError('ERR_BAD_HANDLE', `${view.what} held a message its codec cannot decode: it was dropped`, {
+        cause: failure,
+      });
+    }
     return value;
   }
 
@@ -289,26 +313,19 @@ function planQueue(options: SharedQueueOptions<unknown>): { capacity: number; ma
   return { capacity, maxMessage };
 }
 
-// Bytes of the ring in use: records and padding from HEAD's offset to TAIL's.
-function used(view: QueueView): number {
-  if (count(view) === 0) return 0;
-  return (tail(view).offset - head(view).offset + view.size) % view.size || view.size;
-}
-
 /** Writes `payload` as a record past the newest and commits it; false when the free part of the ring is too small. */
 function append(view: QueueView, payload: Uint8Array): boolean {
   const { ring, size } = view;
   const need = recordBytes(payload.length);
-  const end = tail(view);
+  const { head, tail: end, count } = ends(view);
   let at: number;
-  if (count(view) === 0) {
+  if (count === 0) {
     // An empty ring starts again at offset 0, where any message up to MAX_MESSAGE fits.
-    const start = head(view);
-    if (start.offset !== 0) commitHead(view, { offset: 0, count: start.count });
+    if (head.offset !== 0) commitHead(view, { offset: 0, count: head.count });
     at = 0;
   } else {
     // The free part: from TAIL to the ring's end and from its start to HEAD, or from TAIL to HEAD (none: full).
-    const [from, oldest] = [end.offset, head(view).offset];
+    const [from, oldest] = [end.offset, head.offset];
     if (oldest < from) at = size - from >= need ? from : need <= oldest ? 0 : -1;
     else at = oldest - from >= need ? from : -1;
     if (at < 0) return false;

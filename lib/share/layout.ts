@@ -14,7 +14,7 @@
 // Invariants. Only the holder of LOCK writes COMMIT, the lengths and the slots. A writer fills the slot that COMMIT
 // does not name, then its length, and commits last with one store of the next version, so a writer killed at any
 // instant leaves the previous value whole. Readers take no lock (readUnlocked below).
-import type { Codec } from '../codec.js';
+import { type Codec, decodeView } from '../codec.js';
 import { step } from '../crash.js';
 import { shareError } from '../errors.js';
 import { HEADER_BYTES, type Mapping, RACED } from '../layout.js';
@@ -43,7 +43,7 @@ export function readLocked<T>(map: Mapping, codec: Codec<T>): Read<T> {
   if (version === 0) return { version, value: undefined };
   try {
     const payload = payloadOf(map, version);
-    return { version, value: codec.decode(codec.copyFirst ? new Uint8Array(payload) : payload) };
+    return { version, value: decodeView(codec, payload) };
   } catch (error) {
     throw corrupt(error);
   }
