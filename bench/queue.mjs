@@ -6,7 +6,8 @@
 //   1MB: four producers stream 1 MB messages to the primary
 //   latency: one producer sends an event every millisecond; the delay to the consumer's hands, median and p99
 //   idle: the CPU of a consumer waiting 10 s for nothing
-//   node bench/queue.mjs [--quick]      (BENCH_REDIS_URL for the Redis list contestant)
+//   node bench/queue.mjs [--quick] [--workloads=4->1,latency] [--contestants=SharedQueue v8,process.send json]
+//   (BENCH_REDIS_URL for the Redis list contestant)
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -95,7 +96,7 @@ const redisList = {
 
 const contestants = {
   'SharedQueue v8': sharedQueue('v8', false),
-  'SharedQueue v8, shiftMany': sharedQueue('v8', true),
+  'SharedQueue v8 shiftMany': sharedQueue('v8', true),
   'SharedQueue msgpack': sharedQueue('msgpack', false),
   'process.send json': channel('json'),
   'process.send advanced': channel('advanced'),
@@ -286,12 +287,19 @@ async function main() {
     latency: 'median ms',
     idle: '% of a core',
   };
+  const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
+  const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
   const rows = [];
-  for (const work of Object.keys(units)) {
-    for (const contestantName of Object.keys(contestants)) {
+  for (const work of pick('workloads', Object.keys(units))) {
+    for (const contestantName of pick('contestants', Object.keys(contestants))) {
       process.stderr.write(`queue ${work} ${contestantName} ... `);
-      const child = fork(self, ['one', contestantName, work], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-      const [result] = await Promise.race([once(child, 'message'), sleep(180_000).then(() => [{ figure: NaN }])]);
+      const child = fork(self, ['one', contestantName, work], {
+        env: { ...process.env, BENCH_QUICK: quick ? '1' : '0' },
+      });
+      const [result] = await Promise.race([
+        once(child, 'message'),
+        sleep(180_000, undefined, { ref: false }).then(() => [{ figure: NaN }]),
+      ]);
       child.kill('SIGKILL');
       rows.push({ work, contestant: contestantName, ...result });
       process.stderr.write('done\n');

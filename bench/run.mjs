@@ -1,6 +1,6 @@
 // `npm run bench`: every contestant, workload and size in one run, each scenario in fresh processes, then the
-// SharedMap workloads (bench/map.mjs) and the wake-ups (bench/wakeups.mjs). Prints Markdown tables (stdout) and writes
-// JSON to bench/results/; progress goes to stderr.
+// SharedMap workloads (bench/map.mjs), the wake-ups (bench/wakeups.mjs) and the queue (bench/queue.mjs). Prints
+// Markdown tables (stdout) and writes JSON to bench/results/; progress goes to stderr.
 // Flags: --quick (shorter runs), --workloads=get,set,map,wakeups  --sizes=100B,10KB  --contestants=lmdb,floor
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -18,11 +18,12 @@ const { contestants } = await import('./contestants.mjs');
 
 const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
 const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
-const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', 'map', 'wakeups']).filter(
-  (w) => w !== 'map' && w !== 'wakeups',
+const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', 'map', 'wakeups', 'queue']).filter(
+  (w) => w !== 'map' && w !== 'wakeups' && w !== 'queue',
 );
 const MAP = !flags.workloads || flags.workloads.split(',').includes('map');
 const WAKEUPS = !flags.workloads || flags.workloads.split(',').includes('wakeups');
+const QUEUE = !flags.workloads || flags.workloads.split(',').includes('queue');
 const SIZE_NAMES = pick('sizes', Object.keys(SIZES));
 const NAMES = pick('contestants', Object.keys(contestants));
 const BASELINE = 'mmap-share v8';
@@ -122,6 +123,15 @@ if (WAKEUPS) {
   execFileSync(
     process.execPath,
     [new URL('wakeups.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
+    {
+      stdio: 'inherit',
+    },
+  );
+}
+if (QUEUE) {
+  execFileSync(
+    process.execPath,
+    [new URL('queue.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
     {
       stdio: 'inherit',
     },

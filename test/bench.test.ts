@@ -44,4 +44,17 @@ describe('npm run bench', () => {
     expect(Math.abs(Number(exact) - Number(sampled))).toBeLessThan(5);
     expect(out).toMatch(/map held [\d,]+ before its first eviction: [\d.]+ bytes each/);
   });
+
+  it('streams queue messages from producer processes to a consumer, every one checked, beside process.send', () => {
+    const out = bench(
+      'queue.mjs',
+      '--quick',
+      '--workloads=4->1,1->4,latency',
+      '--contestants=SharedQueue v8,process.send json',
+    );
+    expect(out).not.toContain('failed');
+    expect(
+      out.match(/^\| (4->1|1->4|latency) \| (SharedQueue v8|process.send json) \| .* \| exact \|$/gm),
+    ).toHaveLength(6);
+  });
 });
