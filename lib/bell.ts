@@ -112,9 +112,9 @@ let warned = false;
 
 /**
  * Calls `look()` once the caller has what stops it, then whenever the region may have changed: on each ring (at most
- * once a `gapMs`), and every `lookMs` ms besides; or, where
- * the kernel refuses to watch the file (inotify's limits) or the header has no free row, every `interval` ms, said
- * once with a process warning. Keeps no process alive. Returns what stops it.
+ * once a `gapMs`), and every `lookMs` ms besides; or, where the kernel refuses to watch the file (inotify's limits)
+ * or the header has no free row, every `interval` ms, said once with a process warning. Keeps no process alive.
+ * Returns what stops it.
  */
 export function listen(
   region: Belled,
@@ -189,9 +189,8 @@ const UNRUNG_MS = 16;
 
 /**
  * Resolves with what `attempt()` returns once it is not undefined, trying it now and then on every ring of `region`
- * (sleeping on the bell only when the first try fails). Rejects
- * with ERR_LOCK_TIMEOUT (the message from `explain`) after `timeout` ms, with the reason of `signal` when it aborts,
- * and with what `attempt` throws. Keeps the process alive while it waits. It also tries every `lookMs`: by default
+ * (sleeping on the bell only when the first try fails). Rejects with ERR_LOCK_TIMEOUT (the message from `explain`)
+ * after `timeout` ms, with the reason of `signal` when it aborts, and with what `attempt` throws. Keeps the process alive while it waits. It also tries every `lookMs`: by default
  * often, for what no one rings (a lock holder that dies, a lease that runs out).
  */
 export function waitOn<R>(
