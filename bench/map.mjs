@@ -10,9 +10,9 @@ import { LRUCache } from 'lru-cache';
 import { SharedMap } from '../dist/index.mjs';
 import { keyOf, mapContestants } from './map-contestants.mjs';
 import { makeValue } from './values.mjs';
+import { flags, pick } from './flags.mjs';
 
 const [role, ...rest] = process.argv.slice(2);
-const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
 const quick = 'quick' in flags || process.env.BENCH_QUICK === '1';
 const KEYS = quick ? 10_000 : 100_000;
 const ROUNDS = 5;
@@ -213,7 +213,6 @@ function bytesPerEntry() {
 }
 
 async function primary() {
-  const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
   const workloads = pick('workloads', [...Object.keys(WORKLOADS), 'hit-rate', 'bytes']);
   const only = pick('contestants', undefined);
   const started = performance.now();

@@ -11,10 +11,11 @@
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { SharedQueue } from '../dist/index.mjs';
+import { cpuTicks, pick } from './flags.mjs';
 
 const [role, name, workload, ref] = process.argv.slice(2);
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -218,13 +219,9 @@ async function scenario(contestantName, work) {
     const child = await spawn(contestant, args);
     child.send({ role: 'idle' });
     await sleep(SETTLE_MS);
-    const ticks = () => {
-      const fields = readFileSync(`/proc/${child.pid}/stat`, 'latin1').split(') ')[1].split(' ');
-      return Number(fields[11]) + Number(fields[12]);
-    };
-    const before = ticks();
+    const before = cpuTicks([child]);
     await sleep(IDLE_MS);
-    const used = ticks() - before;
+    const used = cpuTicks([child]) - before;
     child.kill();
     return { figure: (used * 1000) / IDLE_MS };
   }
@@ -287,8 +284,6 @@ async function main() {
     latency: 'median ms',
     idle: '% of a core',
   };
-  const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
-  const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
   const rows = [];
   for (const work of pick('workloads', Object.keys(units))) {
     for (const contestantName of pick('contestants', Object.keys(contestants))) {

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { MmapShare } from '../dist/index.mjs';
+import { flags, pick } from './flags.mjs';
 import { startRedis } from './redis.mjs';
 import { SIZES } from './values.mjs';
 
@@ -16,8 +17,6 @@ if (redis) process.env.BENCH_REDIS_URL = redis.url;
 else process.stderr.write('redis-server is not installed: the Redis contestants sit out\n');
 const { contestants } = await import('./contestants.mjs');
 
-const flags = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')));
-const pick = (flag, all) => (flags[flag] ? flags[flag].split(',') : all);
 const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', 'map', 'wakeups', 'queue']).filter(
   (w) => w !== 'map' && w !== 'wakeups' && w !== 'queue',
 );

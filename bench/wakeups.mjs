@@ -8,9 +8,10 @@
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MmapShare, SharedMap } from '../dist/index.mjs';
+import { cpuTicks } from './flags.mjs';
 
 const [role, ...rest] = process.argv.slice(2);
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -58,22 +59,15 @@ async function spawn(args) {
   return child;
 }
 
-// Clock ticks of user and system time the processes spent.
-const ticks = (children) =>
-  children.reduce((sum, { pid }) => {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1].split(' ');
-    return sum + Number(fields[11]) + Number(fields[12]);
-  }, 0);
-
 async function idle(mode) {
   const share = MmapShare.create(256, { value: { ready: true } });
   const children = await Promise.all(Array.from({ length: 16 }, () => spawn(['watch', share.handle, mode])));
   // What a process spends finishing its start is no cost of waiting, and is left out: compiling, and V8's memory
   // reducer, which collects about 8 s after start.
   await sleep(SETTLE_MS);
-  const before = ticks(children);
+  const before = cpuTicks(children);
   await sleep(IDLE_MS);
-  const used = ticks(children) - before;
+  const used = cpuTicks(children) - before;
   children.forEach((child) => child.kill());
   share.close();
   // Percent of one core, for all 16 together.
