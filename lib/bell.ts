@@ -21,16 +21,17 @@
 // others, and a ring whose write failed (a file size limit, say) is forgotten, so the next commit rings again.
 // WAITERS goes up before a row is claimed and down after one is given back, so a thread killed in between leaves it
 // too high (a needless ring), never too low (a deaf one).
-import { fstatSync, type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
+import { type FSWatcher, watch as watchFile, writeSync } from 'node:fs';
 import { D_WAITER_ROWS, type Mapping, W_BELL, W_LOOKS, W_WAITERS, WAITER_ROWS } from './layout.js';
 import { shareError } from './errors.js';
 import { isGone, ownerOf, ownerWord, ownOwner } from './lock.js';
 import { step } from './crash.js';
 import { armDeadline } from './wait.js';
 
-/** What the bell needs of a region: its header, and a descriptor of its file to ring and watch through. */
+/** What the bell needs of a region: its header, a descriptor of its file to ring and watch through, the file's id. */
 interface Belled extends Mapping {
   readonly fd: number;
+  readonly file: string;
 }
 
 // A waiter looks this often besides, in case a ring was lost with its writer; MMAP_SHARE_BELL_LOOK_MS sets it, for
@@ -65,12 +66,7 @@ export function ring(region: Belled): void {
 // however many of its waiters wait on it here.
 const registrations = new Map<string, { row: number; waiters: number }>();
 
-function fileOf(region: Belled): string {
-  const { dev, ino } = fstatSync(region.fd);
-  return `${dev}:${ino}`;
-}
-
-function register(region: Belled, file: string): boolean {
+function register(region: Belled): boolean {
   const { wide, words } = region;
   // Rows of threads that are gone are reclaimed at every registration, every one: their WAITERS counts go with them.
   for (let at = D_WAITER_ROWS; at < D_WAITER_ROWS + WAITER_ROWS; at++) {
@@ -79,13 +75,13 @@ function register(region: Belled, file: string): boolean {
       Atomics.sub(words, W_WAITERS, 1);
     }
   }
-  const held = registrations.get(file);
+  const held = registrations.get(region.file);
   if (held !== undefined) return (held.waiters++, true);
   const mine = ownerWord(ownOwner());
   Atomics.add(words, W_WAITERS, 1);
   for (let at = D_WAITER_ROWS; at < D_WAITER_ROWS + WAITER_ROWS; at++) {
     if (Atomics.compareExchange(wide, at, 0n, mine) === 0n) {
-      registrations.set(file, { row: at, waiters: 1 });
+      registrations.set(region.file, { row: at, waiters: 1 });
       return true;
     }
   }
@@ -93,10 +89,10 @@ function register(region: Belled, file: string): boolean {
   return false;
 }
 
-function unregister(region: Belled, file: string): void {
-  const held = registrations.get(file)!;
+function unregister(region: Belled): void {
+  const held = registrations.get(region.file)!;
   if (--held.waiters > 0) return;
-  registrations.delete(file);
+  registrations.delete(region.file);
   Atomics.store(region.wide, held.row, 0n);
   Atomics.sub(region.words, W_WAITERS, 1);
 }
@@ -131,8 +127,7 @@ export function listen(
   } catch (error) {
     why = `inotify refused to watch it (${(error as Error).message})`;
   }
-  const file = fileOf(region);
-  let registered = watcher !== undefined && register(region, file);
+  let registered = watcher !== undefined && register(region);
   if (watcher !== undefined && !registered) why = `all ${WAITER_ROWS} of its waiter rows are taken`;
   if (why !== undefined && !warned) {
     warned = true;
@@ -160,7 +155,7 @@ export function listen(
     last = performance.now();
     if (watcher !== undefined && !registered && performance.now() - tried >= lookMs) {
       tried = performance.now();
-      if ((registered = register(region, file))) {
+      if ((registered = register(region))) {
         clearInterval(timer);
         timer = setInterval(looked, lookMs);
         timer.unref();
@@ -179,7 +174,7 @@ export function listen(
     clearInterval(timer);
     clearTimeout(deferred);
     watcher?.close();
-    if (registered) unregister(region, file);
+    if (registered) unregister(region);
   };
 }
 

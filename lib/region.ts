@@ -28,6 +28,8 @@ export interface Region extends Mapping {
   readonly fd: number;
   /** The random id in the header: the same for every instance of the region. */
   readonly id: string;
+  /** Its file's device and inode: the same for every instance of the region, another for a copy of its file. */
+  readonly file: string;
   /** What another process passes to attach(): a path for named regions, a /proc reference otherwise. */
   readonly handle: string;
 }
@@ -69,7 +71,7 @@ export function createRegion(
       pid: namespaceOf('pid'),
       time: namespaceOf('time'),
     });
-    return opened(map, kind, size, fd, absolute);
+    return opened(map, kind, size, fd, fstatSync(fd), absolute);
   } catch (error) {
     closeSync(fd);
     if (absolute !== undefined) unlinkSync(absolute);
@@ -133,7 +135,7 @@ export function attachRegion(refOrName: string): Region {
     if (id !== undefined && regionId(map.words) !== id) {
       throw shareError('ERR_BAD_HANDLE', `${ref} is gone: its process now holds another region at that descriptor`);
     }
-    return opened(map, kind, size, own, match === null ? file : undefined);
+    return opened(map, kind, size, own, stat, match === null ? file : undefined);
   } catch (error) {
     closeSync(own);
     throw error;
@@ -177,6 +179,7 @@ function opened(
   kind: RegionKind,
   size: number,
   fd: number,
+  stat: { dev: number; ino: number },
   path: string | undefined,
 ): Region {
   const id = regionId(map.words);
@@ -186,6 +189,7 @@ function opened(
     size,
     fd,
     id,
+    file: `${stat.dev}:${stat.ino}`,
     handle: path ?? `${HANDLE_PREFIX}${process.pid}:${fd}:${id}`,
   };
 }
