@@ -11,6 +11,12 @@ export type LockInfo =
   /** The previous holder died inside its critical section: repair what it may have left half done. */
   | { readonly ownerDied: true; readonly deadPid: number };
 
+/** What verify() found: `ok` when `problems` is empty; one line a problem. */
+export interface Verification {
+  readonly ok: boolean;
+  readonly problems: string[];
+}
+
 export interface LockAsyncOptions {
   /** Milliseconds to wait before failing with ERR_LOCK_TIMEOUT. Default: wait for ever. */
   timeout?: number;

@@ -2,6 +2,7 @@
 // The `mmap-share` command: `mmap-share inspect <handle|path|name>`, with --keys and --get to look inside a map.
 import { existsSync } from 'node:fs';
 import { inspect, parseArgs } from 'node:util';
+import type { Verification } from './api.js';
 import { MmapShareError } from './errors.js';
 import {
   type Inspection,
@@ -27,7 +28,7 @@ Prints what a live mmap-share region holds, without taking its lock.
                       to create({ path }); or a name given to create({ name }), known only to the process that
                       created the region and the processes it forks
   --json              print one JSON object, for scripts
-  --check             a map: also run verify(), which takes the lock; exit status 1 if it finds problems
+  --check             a map or a queue: also run verify(), which takes the lock; exit status 1 if it finds problems
   --keys              a map: list its keys, in code unit order
   --limit N           with --keys: list N keys at most (default 100)
   --get KEY           a map: print the value of KEY; exit status 1 if it holds none
@@ -153,7 +154,7 @@ function run({ ref, json, check, limit, get }: Args): number {
   }
   if (report.kind === 'queue') {
     process.stdout.write(json ? `${JSON.stringify(report)}\n` : queueAsText(report));
-    return 0;
+    return report.check?.ok === false ? 1 : 0;
   }
   process.stdout.write(json ? `${withValue(report)}\n` : asText(report));
   return 0;
@@ -210,12 +211,6 @@ function asText(report: Inspection): string {
 function mapAsText(report: MapInspection): string {
   const { stats } = report;
   const holder = holderText(report.holder);
-  const check =
-    report.check === undefined
-      ? []
-      : report.check.ok
-        ? ['check    ok']
-        : [`check    ${report.check.problems.length} problems`, ...report.check.problems.map((line) => `  ${line}`)];
   return [
     `map      ${report.handle}`,
     `layout   ${report.layout}`,
@@ -228,7 +223,7 @@ function mapAsText(report: MapInspection): string {
     `lock     ${holder}`,
     `waiters  ${report.waiters}`,
     `counts   ${stats.hits} hits, ${stats.misses} misses, ${stats.coalesced} coalesced, ${stats.sets} sets, ${stats.deletes} deletes, ${stats.evictions} evictions, ${stats.expirations} expirations, ${stats.repairs} repairs`,
-    ...check,
+    ...checkText(report.check),
     '',
   ].join('\n');
 }
@@ -244,8 +239,15 @@ function queueAsText(report: QueueInspection): string {
     `lock     ${holderText(report.holder)}`,
     `waiters  ${report.waiters}`,
     `counts   ${stats.pushed} pushed, ${stats.taken} taken, ${stats.repairs} repairs`,
+    ...checkText(report.check),
     '',
   ].join('\n');
+}
+
+function checkText(check: Verification | undefined): string[] {
+  if (check === undefined) return [];
+  if (check.ok) return ['check    ok'];
+  return [`check    ${check.problems.length} problems`, ...check.problems.map((line) => `  ${line}`)];
 }
 
 function holderText(holder: Inspection['holder']): string {

@@ -14,9 +14,9 @@ export type {
   LockInfo,
   SetOptions,
   Share,
+  Verification,
   WatchOptions,
 } from './api.js';
 export { SharedMap, MAX_CAPACITY, MIN_CAPACITY, type MapStats, type SharedMapOptions } from './map/map.js';
-export type { Verification } from './map/repair.js';
 export { SharedQueue, type QueueStats, type SharedQueueOptions } from './queue/queue.js';
 export type { EvictionPolicy } from './map/layout.js';

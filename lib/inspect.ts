@@ -1,6 +1,6 @@
 // What `mmap-share inspect` reports of a region: its header, read without taking any lock, and its value; of a map,
-// its geometry, load and counts, with `check` what verify() finds, and on request its keys or one key's value; of a
-// queue, its counts.
+// its geometry, load and counts, and on request its keys or one key's value; of a queue, its counts; of either, with
+// `check`, what verify() finds.
 import { codecFor } from './codec.js';
 import { MmapShareError } from './errors.js';
 import { RACED, W_CODEC, W_LAYOUT } from './layout.js';
@@ -8,7 +8,7 @@ import { waitersOf } from './bell.js';
 import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';
-import type { Verification } from './map/repair.js';
+import type { Verification } from './api.js';
 import { type QueueStats, SharedQueue } from './queue/queue.js';
 import { attachRegion, closeRegion, envKey, isName, type Region } from './region.js';
 import { readUnlocked, W_COMMIT, W_LENGTH_0 } from './share/layout.js';
@@ -66,6 +66,8 @@ export interface QueueInspection {
   /** Threads registered on the region's doorbell: take() and pushAsync() waiters among them. */
   waiters: number;
   stats: QueueStats;
+  /** As in MapInspection. */
+  check?: Verification;
 }
 
 /** Some of a map's keys, in code unit order, and how many it holds. */
@@ -84,13 +86,13 @@ export interface Lookup {
 
 const READ_TRIES = 20;
 
-/** Reports on the region `ref`; for a map with `check`, runs verify(), which takes the lock. */
+/** Reports on the region `ref`; for a map or a queue with `check`, runs verify(), which takes the lock. */
 export function inspectRegion(ref: string, check = false): Inspection | MapInspection | QueueInspection {
   return withRegion(ref, (region, handle) =>
     region.kind === 'map'
       ? inspectMap(region, handle, ref, check)
       : region.kind === 'queue'
-        ? inspectQueue(region, handle, ref)
+        ? inspectQueue(region, handle, ref, check)
         : inspectShare(region, handle),
   );
 }
@@ -159,7 +161,7 @@ function inspectMap(region: Region, handle: string, ref: string, check: boolean)
   }
 }
 
-function inspectQueue(region: Region, handle: string, ref: string): QueueInspection {
+function inspectQueue(region: Region, handle: string, ref: string, check: boolean): QueueInspection {
   const queue = SharedQueue.attach(ref);
   try {
     return {
@@ -171,6 +173,7 @@ function inspectQueue(region: Region, handle: string, ref: string): QueueInspect
       holder: holderOf(region),
       waiters: waitersOf(region),
       stats: queue.stats(),
+      ...(check ? { check: queue.verify() } : {}),
     };
   } finally {
     queue.close();

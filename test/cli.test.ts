@@ -125,7 +125,8 @@ describe('mmap-share inspect', () => {
     expect(damaged.code).toBe(1);
     expect(damaged.stdout).toContain('check    1 problems\n  ENTRIES is 99, but 100 were counted');
   });
-  it('understands queue regions: messages, bytes, waiters and totals', async () => {
+
+  it('understands queue regions: messages, bytes, waiters and totals; --check runs verify()', async () => {
     const queue = SharedQueue.create<string>({ capacity: '1KB', maxMessageSize: 100 });
     defer(() => queue.close());
     for (const word of ['one', 'two', 'three']) queue.push(word);
@@ -137,6 +138,15 @@ describe('mmap-share inspect', () => {
     expect(stdout).toContain('counts   3 pushed, 1 taken, 0 repairs');
     const json = JSON.parse((await inspect('inspect', queue.handle, '--json')).stdout);
     expect(json).toMatchObject({ kind: 'queue', maxMessage: 100, waiters: 0, stats: { messages: 2, pushed: 3 } });
+    expect((await inspect('inspect', queue.handle, '--check')).stdout).toContain('check    ok');
+    // PUSHED no longer agrees with TAIL.
+    const [, pid, fd] = queue.handle.split(':');
+    const file = openSync(`/proc/${pid}/fd/${fd}`, 'r+');
+    writeSync(file, Buffer.from(new Uint32Array([9]).buffer), 0, 4, 272);
+    closeSync(file);
+    const damaged = await inspect('inspect', queue.handle, '--check');
+    expect(damaged.code).toBe(1);
+    expect(damaged.stdout).toContain('check    2 problems\n  PUSHED is 9, but TAIL counts 3 mod 2^32');
   });
 
   it('prints the path or the handle it was given, for a region attached by path and by name', async () => {

@@ -28,6 +28,7 @@ it.each(steps)('a process killed at $step inside $op() leaves $after', ({ step, 
   const stats = queue.stats();
   expect(stats.pushed - stats.taken).toBe(after.length + 1);
   expect(stats.repairs).toBe(1);
+  expect(queue.verify()).toStrictEqual({ ok: true, problems: [] });
   expect(queue.shiftMany()).toStrictEqual([...after, 'last']);
   expect(queue.stats()).toMatchObject({ messages: 0, bytes: 0, pushed: stats.pushed, taken: stats.pushed });
 });

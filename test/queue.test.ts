@@ -46,6 +46,7 @@ describe('SharedQueue', () => {
       expect(q.size).toBe(model.length);
       const stats = q.stats();
       expect(stats.pushed - stats.taken).toBe(model.length);
+      if (op % 97 === 0) expect(q.verify()).toStrictEqual({ ok: true, problems: [] });
     }
     expect(q.shiftMany()).toStrictEqual(model);
     expect(q.stats()).toMatchObject({ messages: 0, bytes: 0, capacity: 1024 });
@@ -211,6 +212,36 @@ describe('SharedQueue', () => {
     expect(() => q.size).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
     poke(256, good);
     expect(q.shift()).toBe('kept');
+  });
+
+  it('verify() finds each damage a writer never leaves: a record, padding, a total, an unused word', () => {
+    const path = `${tempDir()}/verified`;
+    const q = queue<string>({ capacity: 1024, path, maxMessageSize: 100 });
+    // Ten records of 100 bytes fill the ring to offset 1000: two taken, 'c' pads the last 24 bytes and starts at 0.
+    q.push('a'.repeat(90));
+    while (q.stats().bytes < 1000) q.push('b'.repeat(90));
+    q.shiftMany(2);
+    q.push('c'.repeat(90));
+    expect(q.verify()).toStrictEqual({ ok: true, problems: [] });
+    const original = readFileSync(path);
+    const damage = (at: number, n: number, problem: RegExp) => {
+      const fd = openSync(path, 'r+');
+      writeSync(fd, Buffer.from(new Uint32Array([n]).buffer), 0, 4, at);
+      const found = q.verify();
+      writeSync(fd, original, at, 4, at);
+      closeSync(fd);
+      expect(found.ok).toBe(false);
+      expect(found.problems).toContainEqual(expect.stringMatching(problem));
+    };
+    const [head, tail] = [original.readUInt32LE(256), original.readUInt32LE(264)];
+    damage(320 + head, 101, /record at offset \d+ has length 101/);
+    damage(264, tail + 4, /end at offset \d+, but TAIL says/);
+    damage(272, original.readUInt32LE(272) + 1, /PUSHED is/);
+    damage(280, original.readUInt32LE(280) - 1, /TAKEN is/);
+    damage(300, 7, /unused header words/);
+    damage(320 + head, 0xffffffff, /padding at offset/);
+    expect(q.verify().ok).toBe(true);
+    expect(q.shiftMany().length).toBe(q.stats().pushed - 2);
   });
 
   it('reports stats() as one moment saw them while another thread pushes and takes', async () => {

@@ -1,6 +1,6 @@
 // SharedMap: many keys in one region, each read without a lock and written on its own, with LRU eviction, TTL and a
 // fetch() that computes a missing value once for the whole cluster.
-import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../api.js';
+import type { Cache, CacheStats, Compute, FetchOptions, SetOptions, Verification } from '../api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
@@ -31,7 +31,7 @@ import {
 } from './layout.js';
 import { encodeFor, expiry, planMap, type SharedMapOptions } from './options.js';
 import { ABSENT, decodeLocked, keyList, read, where } from './reader.js';
-import { repair, type Verification, verify } from './repair.js';
+import { repair, verify } from './repair.js';
 import { encoded, encodeKey, find, found, MISS, ownKey, touch } from './table.js';
 import { clear, put, recordOf, remove, sweep } from './writer.js';
 

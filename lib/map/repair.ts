@@ -1,5 +1,6 @@
 // After a writer died holding the lock: mend the index in place, then rebuild the free list and the counts from the
 // records the slots point to. And verify(): every invariant of lib/map/layout.ts, checked.
+import type { Verification } from '../api.js';
 import { step } from '../crash.js';
 import {
   chunkWord,
@@ -178,12 +179,6 @@ function compact(view: MapView): void {
       moved = true;
     }
   }
-}
-
-/** What verify() found: `ok` when `problems` is empty; one line a problem. */
-export interface Verification {
-  readonly ok: boolean;
-  readonly problems: string[];
 }
 
 /**

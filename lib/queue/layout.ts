@@ -125,6 +125,12 @@ export function storeTotals(view: QueueView): void {
   Atomics.store(view.wide, D_TAKEN, BigInt(taken));
 }
 
+/** The totals as stored, and the header's unused words, for verify(). */
+export function storedTotals(view: QueueView): { pushed: number; taken: number; unused: number[] } {
+  const unused = [...view.words.subarray(W_REPAIRS + 1)];
+  return { pushed: Number(Atomics.load(view.wide, D_PUSHED)), taken: Number(Atomics.load(view.wide, D_TAKEN)), unused };
+}
+
 export const repairs = (view: QueueView): number => Atomics.load(view.words, W_REPAIRS);
 
 /** After a writer died holding the lock: nothing to undo (it committed all or nothing); the totals caught up. */

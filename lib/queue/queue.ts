@@ -1,6 +1,6 @@
 // SharedQueue: messages pushed by any process and taken by any process, each exactly once, in order per producer,
 // through a ring in one region (its layout: lib/queue/layout.ts).
-import type { LockAsyncOptions } from '../api.js';
+import type { LockAsyncOptions, Verification } from '../api.js';
 import { type Codec, codecId, type CodecOption, decodeView, encodeValue, resolveCodec } from '../codec.js';
 import { step } from '../crash.js';
 import { describe, shareError } from '../errors.js';
@@ -24,6 +24,7 @@ import {
   storeTotals,
   viewOf,
 } from './layout.js';
+import { verifyQueue } from './verify.js';
 
 export interface SharedQueueOptions<T> {
   /** Bytes of the ring: a number, or a string such as '16MB' (KB, MB, GB are powers of 1024). */
@@ -193,6 +194,15 @@ export class SharedQueue<T = unknown> {
     // Records and padding from HEAD's offset to TAIL's; with TAIL at HEAD, none or all.
     const bytes = count === 0 ? 0 : (tail.offset - head.offset + view.size) % view.size || view.size;
     return { messages: count, bytes, capacity: view.size, pushed, taken, repairs: repairs(view) };
+  }
+
+  /**
+   * Checks every invariant of the queue under the lock, after the repair a writer that died holding it calls for:
+   * `problems` has one line each; `ok` when there are none.
+   */
+  verify(): Verification {
+    const view = this.#open();
+    return this.#handle.reading(() => verifyQueue(view, (bytes) => this.#codec.decode(bytes)));
   }
 
   /** Encoded bytes of one message at most. */
