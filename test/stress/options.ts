@@ -4,6 +4,8 @@ const number = (name: string, fallback: number) => Number(process.env[name] ?? f
 
 export const stress = {
   kills: number('STRESS_KILLS', 200),
+  // Each of the queue's kills restarts a process beside four busy ones: a quarter as many by default.
+  queueKills: number('STRESS_QUEUE_KILLS', 50),
   processes: number('STRESS_PROCESSES', 8),
   updates: number('STRESS_UPDATES', 10_000),
   mixedMs: number('STRESS_MIXED_MS', 1500),
@@ -13,6 +15,7 @@ export const stress = {
   lockRounds: number('STRESS_LOCK_ROUNDS', 300),
   crashKills: number('STRESS_CRASH_KILLS', 3),
   bellSets: number('STRESS_BELL_SETS', 20_000),
+  soakSeconds: number('STRESS_SOAK_SECONDS', 3),
 };
 
 /** Prints a suite's figure line, on its own line so that it reads the same under vitest and in a terminal. */
