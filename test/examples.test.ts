@@ -64,11 +64,44 @@ describe('examples', () => {
     ]);
   });
 
-  it('bench-harness: the primary prints one row per worker, merged from update()s', async () => {
-    const { code, stdout, stderr } = await run(example('bench-harness'), ['--workers', '3']);
+  it('bench-harness: every sample of every worker streams through a SharedQueue, in order, then the table', async () => {
+    const { code, stdout, stderr } = await run(example('bench-harness'), ['--workers', '3', '--rounds', '5']);
     expect(stderr).toBe('');
     expect(code).toBe(0);
-    expect(stdout.match(/│ worker \d │/g)).toHaveLength(3);
+    const samples = [...stdout.matchAll(/^worker (\d) \w+ round (\d)\/5: \d+ MB\/s {2}\[(\d+)\/15 samples/gm)];
+    expect(samples.map((m) => Number(m[3]))).toStrictEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    for (const worker of ['1', '2', '3']) {
+      expect(samples.filter((m) => m[1] === worker).map((m) => m[2])).toStrictEqual(['1', '2', '3', '4', '5']);
+    }
+    expect(stdout.match(/│ worker \d │ '\w+' +│ 5 /g)).toHaveLength(3);
     expect(stdout).toMatch(/'sha1'.*\n.*'sha256'.*\n.*'sha512'/);
+  });
+
+  it('work-queue: each job is taken by one worker, done once, and its result comes back', async () => {
+    const { code, stdout, stderr } = await run(example('work-queue'), ['--workers', '3', '--jobs', '1000']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const [, done, shares] = /^jobs: (\d+) done once each by 3 workers \((.*)\)$/m.exec(stdout)!;
+    expect(done).toBe('1000');
+    const counts = [...shares!.matchAll(/worker \d: (\d+)/g)].map((m) => Number(m[1]));
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(1000);
+  });
+
+  it('test-events: children forward their events, read in order per child, waiting for room in a small queue', async () => {
+    const { code, stdout, stderr } = await run(example('test-events'), ['--children', '3', '--tests', '30']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    for (const child of [1, 2, 3]) {
+      const names = [...stdout.matchAll(new RegExp(`^\\[child ${child}\\] (?:not )?ok test (\\d+)`, 'gm'))];
+      expect(names.map((m) => Number(m[1]))).toStrictEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    }
+    const second = stdout.split('\n').filter((line) => line.startsWith('[child 2]'));
+    expect(second.join('\n')).toContain('[child 2] not ok test 7 of child 2\n[child 2] #   expected 7, got 8');
+    expect(stdout).toContain('# child 2: 26 passed, 4 failed');
+    const [, waits] =
+      /^events: 86 pass, 4 fail, 4 diagnostics from 3 children, in order per child; children waited for room (\d+) times$/m.exec(
+        stdout,
+      )!;
+    expect(Number(waits)).toBeGreaterThan(0);
   });
 });
