@@ -1,5 +1,5 @@
-// What code may rely on from either backend, shared memory (MmapShare, SharedMap) or Redis (RedisShare, RedisMap):
-// each member returns a value or a promise of one, so code that awaits every call runs unchanged on both. The
+// What code may rely on from either backend, shared memory (MmapShare, SharedMap, SharedQueue) or Redis (RedisShare,
+// RedisMap, RedisQueue): each member returns a value or a promise of one, so code that awaits every call runs unchanged on both. The
 // options and results of those members live here too, so this module imports nothing and every backend imports it.
 
 /** A value, or a promise of it: `await` takes both. */
@@ -82,6 +82,34 @@ export interface CacheStats {
   coalesced: number;
   sets: number;
   deletes: number;
+}
+
+/** Counts for every process: `pushed - taken` messages are in the queue. */
+export interface QueueStats {
+  messages: number;
+  /** Bytes in use (SharedQueue: of the ring, records and padding; RedisQueue: of the encoded messages), and in all. */
+  bytes: number;
+  capacity: number;
+  pushed: number;
+  taken: number;
+  /** Times a writer's death holding the lock was repaired (always 0 on Redis, which holds no lock across calls). */
+  repairs: number;
+}
+
+/** Messages pushed by any process and taken once each, oldest first: SharedQueue and RedisQueue. */
+export interface Queue<T> {
+  push(value: T): Awaitable<boolean>;
+  pushAsync(value: T, options?: LockAsyncOptions): Promise<void>;
+  shift(): Awaitable<T | undefined>;
+  shiftMany(max?: number): Awaitable<T[]>;
+  take(options?: LockAsyncOptions): Promise<T>;
+  [Symbol.asyncIterator](): AsyncIterator<T>;
+  readonly size: Awaitable<number>;
+  stats(): Awaitable<QueueStats>;
+  readonly maxMessageSize: number;
+  readonly handle: string;
+  readonly closed: boolean;
+  close(): Awaitable<void>;
 }
 
 /** Many keys, each read and written on its own: SharedMap and RedisMap. */

@@ -16,6 +16,7 @@ export type {
   LockAsyncOptions,
   LockInfo,
   MapStats,
+  Queue,
   QueueStats,
   SetOptions,
   Share,

@@ -12,11 +12,13 @@ export type {
   FetchOptions,
   LockAsyncOptions,
   LockInfo,
+  Queue,
+  QueueStats,
   SetOptions,
   Share,
   Verification,
   WatchOptions,
 } from './api.js';
 export { SharedMap, MAX_CAPACITY, MIN_CAPACITY, type MapStats, type SharedMapOptions } from './map/map.js';
-export { SharedQueue, type QueueStats, type SharedQueueOptions } from './queue/queue.js';
+export { SharedQueue, type SharedQueueOptions } from './queue/queue.js';
 export type { EvictionPolicy } from './map/layout.js';

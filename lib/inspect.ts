@@ -8,8 +8,8 @@ import { waitersOf } from './bell.js';
 import { holderOf } from './lock.js';
 import { attachView, F_TTL } from './map/layout.js';
 import { type MapStats, SharedMap } from './map/map.js';
-import type { Verification } from './api.js';
-import { type QueueStats, SharedQueue } from './queue/queue.js';
+import type { QueueStats, Verification } from './api.js';
+import { SharedQueue } from './queue/queue.js';
 import { attachRegion, closeRegion, envKey, isName, type Region } from './region.js';
 import { readUnlocked, W_COMMIT, W_LENGTH_0 } from './share/layout.js';
 

@@ -1,9 +1,18 @@
 // One behavioural suite, run against both backends through the shared interfaces: code that awaits every call must
-// behave the same on shared memory (MmapShare, SharedMap) and on Redis (RedisShare, RedisMap).
+// behave the same on shared memory (MmapShare, SharedMap, SharedQueue) and on Redis (RedisShare, RedisMap,
+// RedisQueue).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Cache, type CodecOption, MmapShare, type Share, SharedMap } from '../dist/index.mjs';
-import { RedisMap, RedisShare } from '../dist/redis/index.mjs';
+import {
+  type Cache,
+  type CodecOption,
+  MmapShare,
+  type Queue,
+  type Share,
+  SharedMap,
+  SharedQueue,
+} from '../dist/index.mjs';
+import { RedisMap, RedisQueue, RedisShare } from '../dist/redis/index.mjs';
 import { RedisServer } from './redis/server.js';
 
 interface Backend {
@@ -11,6 +20,7 @@ interface Backend {
   share<T>(value?: T, codec?: CodecOption<T>): Promise<[Share<T>, Share<T>]>;
   reattach(share: Share<unknown>, codec: CodecOption<unknown>): Promise<Share<unknown>>;
   map<V>(ttl?: number): Promise<[Cache<V>, Cache<V>]>;
+  queue<T>(capacity: number, maxMessageSize?: number): Promise<[Queue<T>, Queue<T>]>;
 }
 
 let server: RedisServer;
@@ -43,6 +53,10 @@ const backends: Backend[] = [
       const map = keep(SharedMap.create<V>({ capacity: '1MB', ttl }));
       return [map, keep(SharedMap.attach<V>(map.handle))];
     },
+    async queue<T>(capacity: number, maxMessageSize?: number): Promise<[Queue<T>, Queue<T>]> {
+      const queue = keep(SharedQueue.create<T>({ capacity, maxMessageSize }));
+      return [queue, keep(SharedQueue.attach<T>(queue.handle))];
+    },
   },
   {
     name: 'Redis',
@@ -60,6 +74,11 @@ const backends: Backend[] = [
       const name = `map-${next++}`;
       const map = keep(await RedisMap.create<V>(name, { url: server.url, ttl }));
       return [map, keep(await RedisMap.attach<V>(name, { url: server.url }))];
+    },
+    async queue<T>(capacity: number, maxMessageSize?: number) {
+      const name = `queue-${next++}`;
+      const queue = keep(await RedisQueue.create<T>(name, { url: server.url, capacity, maxMessageSize }));
+      return [queue, keep(await RedisQueue.attach<T>(name, { url: server.url }))];
     },
   },
 ];
@@ -253,5 +272,127 @@ describe.each(backends)('$name: a map', (backend) => {
     await expect(async () => map.get('\ud800')).rejects.toMatchObject({ code: 'ERR_BAD_KEY' });
     await expect(async () => map.set('kept', 'x', { ttl: -1 })).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
     expect(await map.get('kept')).toBe('v');
+  });
+});
+
+describe.each(backends)('$name: a queue', (backend) => {
+  it('gives messages back oldest first, once each, with their types, across instances', async () => {
+    const [queue, other] = await backend.queue<{ n: number; when: Date } | undefined>(4096);
+    for (let n = 0; n < 5; n++) expect(await queue.push({ n, when: new Date(n) })).toBe(true);
+    expect(await queue.push(undefined)).toBe(true);
+    expect(await other.size).toBe(6);
+    expect(await other.shift()).toStrictEqual({ n: 0, when: new Date(0) });
+    expect(await other.shiftMany(2)).toStrictEqual([
+      { n: 1, when: new Date(1) },
+      { n: 2, when: new Date(2) },
+    ]);
+    expect(await queue.shiftMany()).toStrictEqual([
+      { n: 3, when: new Date(3) },
+      { n: 4, when: new Date(4) },
+      undefined,
+    ]);
+    // A message may be undefined: take() tells it from none.
+    await other.push(undefined);
+    expect(await queue.take({ timeout: 1000 })).toBeUndefined();
+    expect(await queue.shift()).toBeUndefined();
+    expect(await queue.shiftMany(0)).toStrictEqual([]);
+    expect(await other.stats()).toMatchObject({ messages: 0, bytes: 0, pushed: 7, taken: 7, repairs: 0 });
+  });
+
+  it('refuses a push with no room, and makes room as messages are taken', async () => {
+    const [queue, other] = await backend.queue<string>(1024, 100);
+    let pushed = 0;
+    while (await queue.push(`message ${pushed}`)) pushed++;
+    expect(pushed).toBeGreaterThan(10);
+    const full = await other.stats();
+    expect(full).toMatchObject({ messages: pushed, pushed, taken: 0, capacity: 1024 });
+    expect(full.bytes).toBeGreaterThan(1024 - 100);
+    expect(await other.shift()).toBe('message 0');
+    expect(await queue.push('one more')).toBe(true);
+    expect((await other.shiftMany()).at(-1)).toBe('one more');
+  });
+
+  it('take() waits for another instance to push; a timed-out or aborted take() takes nothing', async () => {
+    const [queue, other] = await backend.queue<string>(4096);
+    await expect(queue.take({ timeout: 30 })).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    const controller = new AbortController();
+    const aborted = queue.take({ signal: controller.signal });
+    controller.abort();
+    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    const waiting = queue.take({ timeout: 5000 });
+    await sleep(50);
+    await other.push('hello');
+    expect(await waiting).toBe('hello');
+    await other.push('kept');
+    expect(await other.stats()).toMatchObject({ messages: 1, pushed: 2, taken: 1 });
+    expect(await queue.shift()).toBe('kept');
+  });
+
+  it('pushAsync() waits for room that another instance makes; a timed-out one stores nothing', async () => {
+    const [queue, other] = await backend.queue<string>(1024, 600);
+    expect(await queue.push('x'.repeat(500))).toBe(true);
+    await expect(queue.pushAsync('y'.repeat(590), { timeout: 30 })).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    expect(await queue.size).toBe(1);
+    const waiting = queue.pushAsync('z'.repeat(590), { timeout: 5000 });
+    await sleep(50);
+    expect(await other.shift()).toBe('x'.repeat(500));
+    await waiting;
+    expect(await other.shiftMany()).toStrictEqual(['z'.repeat(590)]);
+  });
+
+  it('for await takes messages as they come and ends on close(), which ends a pending take() with ERR_CLOSED', async () => {
+    const [queue, other] = await backend.queue<number>(4096);
+    const seen: number[] = [];
+    const reading = (async () => {
+      for await (const n of other) seen.push(n);
+    })();
+    for (let n = 0; n < 20; n++) await queue.push(n);
+    await until(() => seen.length === 20);
+    await other.close();
+    await reading;
+    expect(seen).toStrictEqual(Array.from({ length: 20 }, (_, n) => n));
+    const pending = queue.take();
+    await queue.close();
+    await expect(pending).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await expect(async () => queue.push(1)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    expect(queue.closed).toBe(true);
+  });
+
+  it('takes every message of 3 pushing instances once, in order per producer, in 2 taking instances', async () => {
+    const [queue, other] = await backend.queue<[number, number]>(2048);
+    const pushers = [queue, other, queue].map(async (q, producer) => {
+      for (let seq = 0; seq < 200; seq++) await q.pushAsync([producer, seq], { timeout: 10_000 });
+    });
+    const taken: [number, number][][] = [[], []];
+    const takers = [queue, other].map(async (q, i) => {
+      while (taken[0]!.length + taken[1]!.length < 600) {
+        const got = await q.take({ timeout: 50 }).catch((error) => {
+          if (error.code !== 'ERR_LOCK_TIMEOUT') throw error;
+        });
+        if (got !== undefined) taken[i]!.push(got);
+      }
+    });
+    await Promise.all([...pushers, ...takers]);
+    const all = taken.flat().map(([p, s]) => p * 1000 + s);
+    expect(new Set(all).size).toBe(600);
+    for (const mine of taken) {
+      for (const producer of [0, 1, 2]) {
+        const seqs = mine.filter(([p]) => p === producer).map(([, s]) => s);
+        expect(seqs).toStrictEqual([...seqs].sort((a, b) => a - b));
+      }
+    }
+    expect(await queue.stats()).toMatchObject({ messages: 0, pushed: 600, taken: 600 });
+  });
+
+  it('refuses what it cannot store with its code, and keeps what is queued', async () => {
+    const [queue] = await backend.queue<unknown>(4096, 100);
+    await queue.push('kept');
+    await expect(async () => queue.push('x'.repeat(200))).rejects.toMatchObject({ code: 'ERR_VALUE_TOO_LARGE' });
+    await expect(async () => queue.push(() => 1)).rejects.toMatchObject({ code: 'ERR_NOT_SERIALIZABLE' });
+    await expect(async () => queue.shiftMany(-1)).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
+    await expect(async () => queue.take({ timeout: -1 })).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
+    await expect(async () => queue.take({ tiemout: 5 } as never)).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
+    expect(await queue.stats()).toMatchObject({ messages: 1, pushed: 1 });
+    expect(await queue.shift()).toBe('kept');
   });
 });

@@ -1,6 +1,6 @@
 // SharedQueue: messages pushed by any process and taken by any process, each exactly once, in order per producer,
 // through a ring in one region (its layout: lib/queue/layout.ts).
-import type { LockAsyncOptions, Verification } from '../api.js';
+import type { LockAsyncOptions, Queue, QueueStats, Verification } from '../api.js';
 import { type Codec, codecId, type CodecOption, decodeView, encodeValue, resolveCodec } from '../codec.js';
 import { step } from '../crash.js';
 import { describe, shareError } from '../errors.js';
@@ -39,18 +39,6 @@ export interface SharedQueueOptions<T> {
   codec?: CodecOption<T>;
 }
 
-/** Counts for every process of the machine: `pushed - taken` messages are in the queue. */
-export interface QueueStats {
-  messages: number;
-  /** Bytes of the ring in use (records and padding), and in all. */
-  bytes: number;
-  capacity: number;
-  pushed: number;
-  taken: number;
-  /** Times a writer's death holding the lock was repaired. */
-  repairs: number;
-}
-
 const MIN_QUEUE_CAPACITY = 1024;
 const MAX_QUEUE_CAPACITY = 2 ** 31 - 2 ** 16;
 
@@ -67,7 +55,7 @@ const ATTACH_NAMES: Names<{ codec?: unknown }> = { codec: true };
 const EMPTY: unique symbol = Symbol('empty');
 
 /** Many messages of type `T` in one region, pushed and taken by any process or thread, each taken once. */
-export class SharedQueue<T = unknown> {
+export class SharedQueue<T = unknown> implements Queue<T> {
   // Set by attach() for the constructor to adopt.
   static #adopting: { region: Region; codec: Codec } | undefined;
   #handle: RegionHandle;

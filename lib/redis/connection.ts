@@ -26,6 +26,9 @@ export class Connection {
   #undo: { source: string; keys: string[]; args: (string | Buffer)[]; lapses: number }[] = [];
   #closing = false;
   #subscriber: Promise<RedisClientType> | undefined;
+  #blocker: Promise<RedisClientType> | undefined;
+  // The blocking command last sent: the next is sent once it ends, so that its timeout counts from its own start.
+  #blocked: Promise<unknown> = Promise.resolve();
 
   private constructor(client: RedisClientType, timeout: number) {
     this.#client = client;
@@ -92,11 +95,7 @@ export class Connection {
   /** Calls `listener` for every message on `channel`, on a second connection; returns what unsubscribes. */
   async subscribe(channel: string, listener: (message: Buffer) => void): Promise<() => Promise<void>> {
     // One connection for every subscription, made once even when two calls ask for it at once.
-    const duplicate = (own: Own) => this.#client.duplicate(own) as unknown as RedisClientType;
-    this.#subscriber ??= connect(duplicate, this.#client.options?.socket, this.#timeout).catch((error) => {
-      this.#subscriber = undefined;
-      throw error;
-    });
+    this.#subscriber ??= this.#duplicate(() => (this.#subscriber = undefined));
     const subscriber = await this.#subscriber;
     try {
       await subscriber.subscribe(channel, listener, true);
@@ -108,10 +107,42 @@ export class Connection {
     };
   }
 
+  /**
+   * Runs a blocking command (BLPOP) that waits up to `seconds`, on a third connection, so that the others go on
+   * meanwhile; the calls of one instance wait there one after another.
+   */
+  block(args: string[], seconds: number): Promise<Reply> {
+    const run = async () => {
+      this.#blocker ??= this.#duplicate(() => (this.#blocker = undefined));
+      const blocker = await this.#blocker;
+      if (!blocker.isOpen) throw connectionError(lost.get(blocker) ?? new Error('the connection is closed'));
+      try {
+        const reply = blocker.sendCommand<Reply>([...args, String(seconds)]);
+        return await withTimeout(reply, seconds * 1000 + this.#timeout);
+      } catch (error) {
+        throw connectionError(error);
+      }
+    };
+    const reply = this.#blocked.then(run, run);
+    this.#blocked = reply.catch(() => {});
+    return reply;
+  }
+
+  // A connection of its own with this one's options, for commands that would hold this one up.
+  #duplicate(failed: () => void): Promise<RedisClientType> {
+    const duplicate = (own: Own) => this.#client.duplicate(own) as unknown as RedisClientType;
+    return connect(duplicate, this.#client.options?.socket, this.#timeout).catch((error) => {
+      failed();
+      throw error;
+    });
+  }
+
   /** Closes the connections; one with grants still to give back stays, unreferenced, until they are or lapse. */
   async close(): Promise<void> {
-    const subscriber = await this.#subscriber?.catch(() => undefined);
-    if (subscriber !== undefined) end(subscriber);
+    for (const second of [this.#subscriber, this.#blocker]) {
+      const client = await second?.catch(() => undefined);
+      if (client !== undefined) end(client);
+    }
     this.#closing = true;
     if (this.#undo.length === 0) return this.#end();
     setTimeout(() => this.#end(), Math.max(...this.#undo.map((undo) => undo.lapses)) - Date.now()).unref();
