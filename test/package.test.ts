@@ -38,7 +38,7 @@ describe('package entry points', () => {
       import('mmap-share/redis').then((esm) => {
         console.log(JSON.stringify({
           loadedRedis,
-          sameClass: cjs.RedisShare === esm.RedisShare && cjs.RedisMap === esm.RedisMap,
+          sameClass: cjs.RedisShare === esm.RedisShare && cjs.RedisMap === esm.RedisMap && cjs.RedisQueue === esm.RedisQueue,
           sameError: esm.MmapShareError === require('mmap-share').MmapShareError,
           exports: Object.keys(esm).sort(),
         }));
@@ -48,7 +48,7 @@ describe('package entry points', () => {
       loadedRedis: false,
       sameClass: true,
       sameError: true,
-      exports: ['MmapShareError', 'RedisMap', 'RedisShare'],
+      exports: ['MmapShareError', 'RedisMap', 'RedisQueue', 'RedisShare'],
     });
   });
 
@@ -70,11 +70,11 @@ describe('package entry points', () => {
       const cjs = require('mmap-share/redis');
       import('mmap-share/redis').then((esm) => {
         const addons = Object.keys(require.cache).filter((file) => /mmap-io|fs-ext/.test(file));
-        console.log(JSON.stringify({ addons, classes: typeof cjs.RedisMap + typeof esm.RedisShare }));
+        console.log(JSON.stringify({ addons, classes: typeof cjs.RedisMap + typeof esm.RedisShare + typeof esm.RedisQueue }));
       });`;
     const broken = join(__dirname, 'fixtures', 'no-addons.cjs');
     const out = execFileSync(process.execPath, ['-r', broken, '-e', script], { cwd: root, encoding: 'utf8' });
-    expect(JSON.parse(out)).toStrictEqual({ addons: [], classes: 'functionfunction' });
+    expect(JSON.parse(out)).toStrictEqual({ addons: [], classes: 'functionfunctionfunction' });
   });
 });
 
