@@ -236,12 +236,42 @@ describe('SharedQueue', () => {
     const [head, tail] = [original.readUInt32LE(256), original.readUInt32LE(264)];
     damage(320 + head, 101, /record at offset \d+ has length 101/);
     damage(264, tail + 4, /end at offset \d+, but TAIL says/);
-    damage(272, original.readUInt32LE(272) + 1, /PUSHED is/);
-    damage(280, original.readUInt32LE(280) - 1, /TAKEN is/);
+    // A total ahead of its commit word's count (the count + 1) lags it by 2^32 - 1.
+    damage(272, original.readUInt32LE(268) + 1, /PUSHED is \d+, 4294967295 behind/);
+    damage(280, original.readUInt32LE(260) + 1, /TAKEN is \d+, 4294967295 behind/);
     damage(300, 7, /unused header words/);
     damage(320 + head, 0xffffffff, /padding at offset/);
     expect(q.verify().ok).toBe(true);
     expect(q.shiftMany().length).toBe(q.stats().pushed - 2);
+  });
+
+  it('keeps its totals exact across the 2^32 wrap of the commit words, storing them there', () => {
+    const path = `${tempDir()}/wrapping`;
+    const q = queue<number>({ capacity: 1024, path });
+    // An empty queue whose counts are 100 short of their wrap, with totals past 2^34.
+    const start = 4 * 2 ** 32 - 100;
+    const header = Buffer.alloc(32);
+    for (const at of [0, 8]) header.writeUInt32LE(start % 2 ** 32, at + 4);
+    for (const at of [16, 24]) header.writeBigUInt64LE(BigInt(start), at);
+    const fd = openSync(path, 'r+');
+    writeSync(fd, header, 0, 32, 256);
+    closeSync(fd);
+    const model: number[] = [];
+    for (let n = 0; n < 250; n++) {
+      expect(q.push(n)).toBe(true);
+      model.push(n);
+      if (n % 3 !== 0) expect(q.shift()).toBe(model.shift());
+    }
+    const stats = q.stats();
+    expect({ pushed: stats.pushed - start, taken: stats.taken - start }).toStrictEqual({
+      pushed: 250,
+      taken: 250 - stats.messages,
+    });
+    expect(q.verify()).toStrictEqual({ ok: true, problems: [] });
+    // Stored at the wrap: the totals on disk are past it.
+    const stored = readFileSync(path).subarray(272, 288);
+    expect(stored.readBigUInt64LE(0)).toBeGreaterThanOrEqual(BigInt(4 * 2 ** 32));
+    expect(stored.readBigUInt64LE(8)).toBeGreaterThanOrEqual(BigInt(4 * 2 ** 32));
   });
 
   it('reports stats() as one moment saw them while another thread pushes and takes', async () => {

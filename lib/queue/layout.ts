@@ -1,7 +1,8 @@
 // A SharedQueue's region past the common header (lib/layout.ts, whose words 3-5 a queue leaves 0): two commit words,
 // the totals, and a ring of messages. Every change is made under the writers' lock, and is committed by one 64-bit
 // store of HEAD (a take) or TAIL (a push): a writer killed before that store changed nothing anyone reads, one killed
-// after it has done its whole change, and the totals it had still to store are recovered from the commit words.
+// after it has done its whole change. The totals need no store of their own at each change: their low 32 bits are
+// the commit words' counts, so a stored total only has to lag by less than 2^32, and is stored every TOTALS_EVERY.
 //
 // | bytes    | name         | written by, when                            | meaning                                         |
 // |----------|--------------|---------------------------------------------|-------------------------------------------------|
@@ -9,9 +10,9 @@
 // |          |              |                                             | message; high 32: messages taken (wrapping)     |
 // | 264-271  | TAIL         | a pusher, last step of a push (the commit)  | low 32 bits: the ring offset past the newest    |
 // |          |              |                                             | message; high 32: messages pushed (wrapping)    |
-// | 272-279  | PUSHED       | a pusher, after its commit; the repair      | messages pushed in all: TAIL's high word says   |
-// |          |              |                                             | its low 32 bits when it lags                    |
-// | 280-287  | TAKEN        | a taker, after its commit; the repair       | messages taken in all, as PUSHED                |
+// | 272-279  | PUSHED       | a pusher whose count reached a multiple of  | messages pushed in all, as of then: TAIL's high |
+// |          |              | TOTALS_EVERY, after its commit; the repair  | word gives the low 32 bits of what it is now    |
+// | 280-287  | TAKEN        | a taker, as PUSHED; the repair              | messages taken in all, as PUSHED                |
 // | 288-291  | MAX_MESSAGE  | creator                                     | encoded bytes of one message at most            |
 // | 292-295  | REPAIRS      | the first writer after one that died        | times a dead writer's lock was taken over       |
 // | 296-319  | -            |                                             | 0                                               |
@@ -30,11 +31,16 @@ export const RING = HEADER_BYTES + QUEUE_HEADER_BYTES;
 export const PAD = 0xffffffff;
 export const RECORD_HEADER = 4;
 
-// Indexes of the queue header's 64-bit words and 32-bit words.
+/** A writer stores a total when the count it committed is a multiple of this, so that totals lag by less. */
+export const TOTALS_EVERY = 2 ** 16;
+
+// Indexes of the queue header's 64-bit words and 32-bit words: HEAD and TAIL's halves, offset then count.
 const D_HEAD = 0;
 const D_TAIL = 1;
 const D_PUSHED = 2;
 const D_TAKEN = 3;
+const W_HEAD = 0;
+const W_TAIL = 2;
 const W_MAX_MESSAGE = 8;
 const W_REPAIRS = 9;
 
@@ -79,19 +85,41 @@ export function initQueue(bytes: Buffer, maxMessage: number): void {
 const split = (word: bigint): End => ({ offset: Number(word & 0xffffffffn), count: Number(word >> 32n) });
 const join = ({ offset, count }: End): bigint => (BigInt(count >>> 0) << 32n) | BigInt(offset);
 
+type Ends = { head: End; tail: End; count: number };
+
 /**
- * HEAD and TAIL as one moment saw them: read again until HEAD did not move around the read of TAIL (HEAD's count only
- * grows, so an unchanged word is an unchanged head). ERR_BAD_HANDLE for words no writer leaves.
+ * HEAD and TAIL as one moment saw them, for a reader without the lock: read again until HEAD did not move around the
+ * read of TAIL (HEAD's count only grows, so an unchanged word is an unchanged head). ERR_BAD_HANDLE for words no
+ * writer leaves.
  */
-export function ends(view: QueueView): { head: End; tail: End; count: number } {
-  const { wide, size } = view;
+export function ends(view: QueueView): Ends {
+  const { wide } = view;
   let first: bigint;
   let last: bigint;
   do {
     first = Atomics.load(wide, D_HEAD);
     last = Atomics.load(wide, D_TAIL);
   } while (Atomics.load(wide, D_HEAD) !== first);
-  const [head, tail] = [split(first), split(last)];
+  return checked(view, split(first), split(last));
+}
+
+/** As ends(), for the lock holder: no one else writes the words, so their halves are read as they are, no BigInt. */
+export function lockedEnds(view: QueueView): Ends {
+  const { words } = view;
+  const head = { offset: words[W_HEAD]!, count: words[W_HEAD + 1]! };
+  return checked(view, head, { offset: words[W_TAIL]!, count: words[W_TAIL + 1]! });
+}
+
+/**
+ * Whether the queue held no message at one moment, for a reader without the lock: HEAD's count read before TAIL's,
+ * each word's half whole. Equal, the head was at the tail when its count was read (it never passes the tail).
+ */
+export function looksEmpty(view: QueueView): boolean {
+  return Atomics.load(view.words, W_HEAD + 1) === Atomics.load(view.words, W_TAIL + 1);
+}
+
+function checked(view: QueueView, head: End, tail: End): Ends {
+  const { size } = view;
   const count = (tail.count - head.count) >>> 0;
   // Each record takes 4 bytes at least, and starts at an aligned offset inside the ring.
   if (count > size / RECORD_HEADER || head.offset >= size || tail.offset >= size || (head.offset | tail.offset) & 3) {
@@ -118,17 +146,17 @@ export function snapshot(view: QueueView): { head: End; tail: End; count: number
   return { ...now, pushed: caughtUp(pushed, now.tail.count), taken: caughtUp(taken, now.head.count) };
 }
 
-/** Stores the totals the commit words say: after a push or a take, or in a repair, under the lock. */
+/** Stores the totals the commit words say, under the lock: in a repair, and every TOTALS_EVERY pushes or takes. */
 export function storeTotals(view: QueueView): void {
   const { pushed, taken } = snapshot(view);
   Atomics.store(view.wide, D_PUSHED, BigInt(pushed));
   Atomics.store(view.wide, D_TAKEN, BigInt(taken));
 }
 
-/** The totals as stored, and the header's unused words, for verify(). */
-export function storedTotals(view: QueueView): { pushed: number; taken: number; unused: number[] } {
-  const unused = [...view.words.subarray(W_REPAIRS + 1)];
-  return { pushed: Number(Atomics.load(view.wide, D_PUSHED)), taken: Number(Atomics.load(view.wide, D_TAKEN)), unused };
+/** The totals as stored and as caught up, and the header's unused words, for verify(). */
+export function totalsOf(view: QueueView) {
+  const [pushed, taken] = [Number(Atomics.load(view.wide, D_PUSHED)), Number(Atomics.load(view.wide, D_TAKEN))];
+  return { stored: { pushed, taken }, caught: snapshot(view), unused: [...view.words.subarray(W_REPAIRS + 1)] };
 }
 
 export const repairs = (view: QueueView): number => Atomics.load(view.words, W_REPAIRS);

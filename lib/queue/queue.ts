@@ -14,6 +14,8 @@ import {
   corruptQueue,
   ends,
   initQueue,
+  lockedEnds,
+  looksEmpty,
   PAD,
   type QueueView,
   RECORD_HEADER,
@@ -22,6 +24,7 @@ import {
   repairs,
   snapshot,
   storeTotals,
+  TOTALS_EVERY,
   viewOf,
 } from './layout.js';
 import { verifyQueue } from './verify.js';
@@ -136,7 +139,7 @@ export class SharedQueue<T = unknown> implements Queue<T> {
     const view = this.#open();
     return this.#handle.exclusive(() => {
       const taken: T[] = [];
-      while (taken.length < max && ends(view).count > 0) {
+      while (taken.length < max && lockedEnds(view).count > 0) {
         const next = this.#takeLocked(view, taken.length === 0);
         if (next === EMPTY) break;
         taken.push(next);
@@ -239,14 +242,14 @@ export class SharedQueue<T = unknown> implements Queue<T> {
   #take(): T | typeof EMPTY {
     const view = this.#open();
     // Nothing to take is seen without the lock: a waiter's look costs no lock while the queue stays empty.
-    if (ends(view).count === 0) return EMPTY;
-    return this.#handle.exclusive(() => (ends(view).count === 0 ? EMPTY : this.#takeLocked(view, true)));
+    if (looksEmpty(view)) return EMPTY;
+    return this.#handle.exclusive(() => (lockedEnds(view).count === 0 ? EMPTY : this.#takeLocked(view, true)));
   }
 
   // Takes the oldest message. One its codec cannot decode is taken too when `drop` (so that it never blocks the queue)
   // and thrown as ERR_BAD_HANDLE; else it is left, and EMPTY returned.
   #takeLocked(view: QueueView, drop: boolean): T | typeof EMPTY {
-    const { head } = ends(view);
+    const { head } = lockedEnds(view);
     let offset = head.offset;
     let length = view.ring.readUInt32LE(offset);
     if (length === PAD) [offset, length] = [0, view.ring.readUInt32LE(0)];
@@ -264,9 +267,10 @@ export class SharedQueue<T = unknown> implements Queue<T> {
       failure = error;
     }
     step('queue.read');
-    commitHead(view, { offset: (offset + recordBytes(length)) % view.size, count: head.count + 1 });
+    const count = (head.count + 1) >>> 0;
+    commitHead(view, { offset: (offset + recordBytes(length)) % view.size, count });
     step('queue.taken');
-    storeTotals(view);
+    if (count % TOTALS_EVERY === 0) storeTotals(view);
     if (value === EMPTY) {
       throw shareError('ERR_BAD_HANDLE', `${view.what} held a message its codec cannot decode: it was dropped`, {
         cause: failure,
@@ -315,7 +319,7 @@ function planQueue(options: SharedQueueOptions<unknown>): { capacity: number; ma
 function append(view: QueueView, payload: Uint8Array): boolean {
   const { ring, size } = view;
   const need = recordBytes(payload.length);
-  const { head, tail: end, count } = ends(view);
+  const { head, tail: end, count } = lockedEnds(view);
   let at: number;
   if (count === 0) {
     // An empty ring starts again at offset 0, where any message up to MAX_MESSAGE fits.
@@ -332,8 +336,9 @@ function append(view: QueueView, payload: Uint8Array): boolean {
   ring.set(payload, at + RECORD_HEADER);
   ring.writeUInt32LE(payload.length, at);
   step('queue.written');
-  commitTail(view, { offset: (at + need) % size, count: end.count + 1 });
+  const pushed = (end.count + 1) >>> 0;
+  commitTail(view, { offset: (at + need) % size, count: pushed });
   step('queue.committed');
-  storeTotals(view);
+  if (pushed % TOTALS_EVERY === 0) storeTotals(view);
   return true;
 }

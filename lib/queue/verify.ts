@@ -1,11 +1,12 @@
 // verify(): every invariant of lib/queue/layout.ts, checked by walking the ring from HEAD to TAIL.
 import type { Verification } from '../api.js';
-import { ends, PAD, type QueueView, RECORD_HEADER, recordBytes, storedTotals } from './layout.js';
+import { ends, PAD, type QueueView, RECORD_HEADER, recordBytes, TOTALS_EVERY, totalsOf } from './layout.js';
 
 /**
  * Checks that TAIL's count less HEAD's of whole records, each at most MAX_MESSAGE and decoding through `decode`, lead
- * from HEAD's offset to TAIL's, padding only where a record could not fit before the ring's end; that the totals are
- * the commit words' counts; and that the unused words are 0. The caller holds the lock, so no repair is pending.
+ * from HEAD's offset to TAIL's, padding only where a record could not fit before the ring's end; that the totals
+ * lag the commit words' counts by less than TOTALS_EVERY and differ by the messages queued; and that the unused
+ * words are 0. The caller holds the lock, so no repair is pending.
  */
 export function verifyQueue(view: QueueView, decode: (bytes: Uint8Array) => unknown): Verification {
   const problems: string[] = [];
@@ -46,10 +47,18 @@ export function verifyQueue(view: QueueView, decode: (bytes: Uint8Array) => unkn
   if (count > 0 && offset !== tail.offset) {
     problems.push(`${count} messages end at offset ${offset}, but TAIL says ${tail.offset}`);
   }
-  const { pushed, taken, unused } = storedTotals(view);
-  if (pushed % 2 ** 32 !== tail.count) problems.push(`PUSHED is ${pushed}, but TAIL counts ${tail.count} mod 2^32`);
-  if (taken % 2 ** 32 !== head.count) problems.push(`TAKEN is ${taken}, but HEAD counts ${head.count} mod 2^32`);
-  if (pushed - taken !== count) problems.push(`PUSHED - TAKEN is ${pushed - taken}, but ${count} messages are queued`);
+  const { stored, caught, unused } = totalsOf(view);
+  for (const [name, total] of [
+    ['PUSHED', 'pushed'],
+    ['TAKEN', 'taken'],
+  ] as const) {
+    // Stored at every TOTALS_EVERY-th count, and in every repair: it lags less than that behind the commit word's.
+    const lag = caught[total] - stored[total];
+    if (lag >= TOTALS_EVERY) problems.push(`${name} is ${stored[total]}, ${lag} behind its commit word's count`);
+  }
+  if (caught.pushed - caught.taken !== count) {
+    problems.push(`PUSHED - TAKEN is ${caught.pushed - caught.taken}, but ${count} messages are queued`);
+  }
   if (unused.some((word) => word !== 0)) problems.push(`the unused header words are not 0: ${unused.join(' ')}`);
   return { ok: problems.length === 0, problems };
 }
