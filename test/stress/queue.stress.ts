@@ -133,8 +133,8 @@ it(`queue chaos: ${stress.queueKills} producers and consumers killed; every ackn
   figure(
     `queue chaos: ${stress.queueKills} kills (${killed.produce} producers, ${killed.consume} consumers; ` +
       `${stats.repairs} inside the lock, repaired), ${audit.acked} acknowledged, ${audit.logged} taken and checked, ` +
-      `${audit.torn} torn, ${audit.twice} twice, ${audit.disorder} out of order, ${audit.lost} lost ` +
-      `(${unlogged} taken by consumers killed before their log), ${problems} verify() problems`,
+      `${audit.torn} torn, ${audit.twice} twice, ${audit.disorder} out of order, ${audit.lost} acknowledged and ` +
+      `in no log (${unlogged} taken by consumers killed before their line), ${problems} verify() problems`,
   );
   expect(final).toStrictEqual({ ok: true, problems: [] });
   const { torn, twice, disorder, forged } = audit;
