@@ -82,6 +82,48 @@ describe('RedisQueue', () => {
     await Promise.all([queue.close(), waiter.close()]);
   });
 
+  it('loses no message to a close() while a take() or a push() is in flight: each either was done or was not', async () => {
+    const queue = await RedisQueue.create<number>('closing', { url: server.url, capacity: 4096 });
+    let [resolved, unresolved] = [0, 0];
+    for (let n = 0; n < 20; n++) {
+      const other = await RedisQueue.attach<number>('closing', { url: server.url });
+      await queue.push(n);
+      const taking = other.take();
+      const pushing = other.push(1000 + n);
+      // Every other round, the close comes after Redis may have run the take's script.
+      if (n % 2) await new Promise(setImmediate);
+      await other.close();
+      const [taken, pushed] = await Promise.allSettled([taking, pushing]);
+      if (taken.status === 'fulfilled') expect(taken.value).toBe(n);
+      else expect(await queue.shift()).toBe(n);
+      const left = await queue.shiftMany();
+      expect(left).toStrictEqual(pushed.status === 'fulfilled' ? [1000 + n] : []);
+      if (taken.status === 'fulfilled') resolved++;
+      else unresolved++;
+    }
+    expect(resolved + unresolved).toBe(20);
+    expect(resolved).toBeGreaterThan(0);
+    await queue.close();
+  });
+
+  it('puts back a token that came after every waiter gave up, and survives a close() meanwhile', async () => {
+    const queue = await RedisQueue.create<string>('putback', { url: server.url, capacity: 4096 });
+    const controller = new AbortController();
+    const aborted = queue.take({ signal: controller.signal });
+    controller.abort();
+    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    // The aborted take's BLPOP still runs, and pops this push's token: it goes back for the next waiter.
+    await queue.push('after the abort');
+    const other = await RedisQueue.attach<string>('putback', { url: server.url });
+    expect(await other.take({ timeout: 5000 })).toBe('after the abort');
+    await queue.push('again');
+    const again = queue.take({ signal: AbortSignal.abort() });
+    await queue.close();
+    await expect(again).rejects.toMatchObject({ name: 'AbortError' });
+    expect(await other.shift()).toBe('again');
+    await other.close();
+  });
+
   it('fails with ERR_BAD_HANDLE once Redis lost the queue, in every call', async () => {
     const queue = await RedisQueue.create<string>('lost', { url: server.url, capacity: 1024 });
     await queue.push('gone with it');

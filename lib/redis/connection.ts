@@ -26,9 +26,8 @@ export class Connection {
   #undo: { source: string; keys: string[]; args: (string | Buffer)[]; lapses: number }[] = [];
   #closing = false;
   #subscriber: Promise<RedisClientType> | undefined;
-  #blocker: Promise<RedisClientType> | undefined;
-  // The blocking command last sent: the next is sent once it ends, so that its timeout counts from its own start.
-  #blocked: Promise<unknown> = Promise.resolve();
+  // A connection for each lane of blocking commands, each running one at a time.
+  readonly #lanes = new Map<string, Promise<RedisClientType>>();
 
   private constructor(client: RedisClientType, timeout: number) {
     this.#client = client;
@@ -108,24 +107,19 @@ export class Connection {
   }
 
   /**
-   * Runs a blocking command (BLPOP) that waits up to `seconds`, on a third connection, so that the others go on
-   * meanwhile; the calls of one instance wait there one after another.
+   * Runs a blocking command (BLPOP) that waits up to `seconds`, on a connection of the lane `lane`, so that the other
+   * connections go on meanwhile. The caller sends one command at a time a lane.
    */
-  block(args: string[], seconds: number): Promise<Reply> {
-    const run = async () => {
-      this.#blocker ??= this.#duplicate(() => (this.#blocker = undefined));
-      const blocker = await this.#blocker;
-      if (!blocker.isOpen) throw connectionError(lost.get(blocker) ?? new Error('the connection is closed'));
-      try {
-        const reply = blocker.sendCommand<Reply>([...args, String(seconds)]);
-        return await withTimeout(reply, seconds * 1000 + this.#timeout);
-      } catch (error) {
-        throw connectionError(error);
-      }
-    };
-    const reply = this.#blocked.then(run, run);
-    this.#blocked = reply.catch(() => {});
-    return reply;
+  async block(lane: string, args: string[], seconds: number): Promise<Reply> {
+    let blocker = this.#lanes.get(lane);
+    if (blocker === undefined) this.#lanes.set(lane, (blocker = this.#duplicate(() => this.#lanes.delete(lane))));
+    const client = await blocker;
+    if (!client.isOpen) throw connectionError(lost.get(client) ?? new Error('the connection is closed'));
+    try {
+      return await withTimeout(client.sendCommand<Reply>([...args, String(seconds)]), seconds * 1000 + this.#timeout);
+    } catch (error) {
+      throw connectionError(error);
+    }
   }
 
   // A connection of its own with this one's options, for commands that would hold this one up.
@@ -139,7 +133,7 @@ export class Connection {
 
   /** Closes the connections; one with grants still to give back stays, unreferenced, until they are or lapse. */
   async close(): Promise<void> {
-    for (const second of [this.#subscriber, this.#blocker]) {
+    for (const second of [this.#subscriber, ...this.#lanes.values()]) {
       const client = await second?.catch(() => undefined);
       if (client !== undefined) end(client);
     }

@@ -9,9 +9,9 @@
 // | {P}:q:room  | list | one token after a take made room, for pushAsync() to block on                       |
 //
 // A push and a take each change the list and the counts together, so that `pushed - LLEN` is exactly the messages
-// taken. A waiter pops a token and then tries; a take that leaves messages puts the token back for the next waiter,
-// so that one push, or one token popped by a waiter that died before its try, never leaves messages unseen by
-// waiters for longer than their one-second look.
+// taken. A waiter pops a token and then tries; a take that leaves messages, and a push that leaves room, put the
+// token back for the next waiter, so that only a token popped by a waiter that died before its try, or by a pusher
+// whose message did not fit, leaves the others to their one-second look.
 
 /** KEYS: the record. ARGV: codec, capacity, max. 0 when the record exists. */
 export const CREATE = `
@@ -22,7 +22,10 @@ return 1`;
 /** KEYS: the record. The codec's name, the capacity and the largest message; nils when there is no queue. */
 export const ATTACH = `return redis.call('HMGET', KEYS[1], 'c', 'capacity', 'max')`;
 
-/** KEYS: record, list, wake. ARGV: the message. 1 pushed, 0 no room now, -1 no record. */
+/**
+ * KEYS: record, list, wake, room. ARGV: the message. 1 pushed, 0 no room now, -1 no record. A push that leaves room
+ * passes the room token on, for the next pusher waiting.
+ */
 export const PUSH = `
 local room = redis.call('HMGET', KEYS[1], 'capacity', 'bytes')
 if not room[1] then return -1 end
@@ -31,6 +34,9 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'bytes', #ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'pushed', 1)
 if redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], 1) end
+if tonumber(room[2]) + #ARGV[1] < tonumber(room[1]) and redis.call('LLEN', KEYS[4]) == 0 then
+  redis.call('RPUSH', KEYS[4], 1)
+end
 return 1`;
 
 /** KEYS: record, list, wake, room. ARGV: how many at most. The messages taken, oldest first; -1 no record. */

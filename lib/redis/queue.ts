@@ -5,6 +5,7 @@ import type { LockAsyncOptions, Queue, QueueStats } from '../api.js';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { checkCount, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, parseBytes } from '../options.js';
+import { armDeadline } from '../wait.js';
 import { checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
 import { type Connection, type RedisOptions, type Reply, text } from './connection.js';
 import { Handle } from './handle.js';
@@ -33,7 +34,8 @@ const ATTACH_NAMES: Names<RedisQueueAttachOptions<unknown>> = { ...REDIS_NAMES, 
 // Redis's limit on one string.
 const MAX_CAPACITY = 2 ** 53 - 1;
 const MAX_MESSAGE = 512 * 2 ** 20;
-// A waiter looks again at least this often, whatever tokens say: the bound on a wake-up lost with a dead waiter.
+// A waiter looks again at least this often, whatever tokens say: the bound on a wake-up lost with a dead waiter, or
+// taken by a pusher whose message did not fit.
 const LOOK_SECONDS = 1;
 
 /** Messages shared through a Redis list: the SharedQueue API, every method returning a promise. */
@@ -44,6 +46,10 @@ export class RedisQueue<T = unknown> implements Queue<T> {
   readonly #maxMessage: number;
   readonly #keys: { record: string; list: string; wake: string; room: string };
   readonly #waits = new Set<AbortController>();
+  // The BLPOP in flight on each token list, and how many waits share it.
+  readonly #naps = new Map<string, { waiters: number; done: Promise<void> }>();
+  // Calls sent and not yet answered.
+  readonly #sent = new Set<Promise<unknown>>();
 
   private constructor(handle: Handle, name: string, codec: Codec<T>, maxMessage: number) {
     this.#handle = handle;
@@ -186,10 +192,13 @@ export class RedisQueue<T = unknown> implements Queue<T> {
     return this.#handle.closed;
   }
 
-  /** Closes the connections; later calls reject with ERR_CLOSED, and pending waits at once. */
+  /**
+   * Closes the connections once the calls already sent have their answers (a take Redis ran has taken its message:
+   * it resolves with it); later calls reject with ERR_CLOSED, and pending waits at once.
+   */
   async close(): Promise<void> {
     for (const closing of this.#waits) closing.abort(shareError('ERR_CLOSED', 'this RedisQueue was closed'));
-    await this.#handle.close(async () => {});
+    await this.#handle.close(() => Promise.allSettled(this.#sent));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -218,7 +227,7 @@ export class RedisQueue<T = unknown> implements Queue<T> {
         if (got !== undefined) return got;
         const left = deadline - performance.now();
         if (left <= 0) throw shareError('ERR_LOCK_TIMEOUT', explain(timeout));
-        await this.#token(tokens, Math.max(0.01, Math.min(left / 1000, LOOK_SECONDS)), signal);
+        await this.#token(tokens, deadline, signal);
       }
     } catch (error) {
       // A close() meanwhile fails the command in flight with the connection: the wait ended for close().
@@ -229,31 +238,53 @@ export class RedisQueue<T = unknown> implements Queue<T> {
     }
   }
 
-  // Blocks until a token comes, `seconds` pass or `signal` aborts. A token that comes after the abort is put back,
-  // for the next waiter.
-  async #token(key: string, seconds: number, signal: AbortSignal): Promise<void> {
-    const popped = this.#handle.connection.block(['BLPOP', key], Number(seconds.toFixed(3)));
-    let abandon: () => void = () => {};
-    const aborted = new Promise<never>((_, reject) => {
-      abandon = () => reject(signal.reason);
-      signal.addEventListener('abort', abandon, { once: true });
-    });
+  // Waits until a token comes to `key`, the `deadline` (a performance.now() time) passes or `signal` aborts. Every waiter of this instance on `key` shares
+  // one BLPOP of a second, so that a token wakes them all; one that comes when they have all given up is put back.
+  async #token(key: string, deadline: number, signal: AbortSignal): Promise<void> {
+    let nap = this.#naps.get(key);
+    if (nap === undefined) {
+      const started = { waiters: 0, done: Promise.resolve() };
+      started.done = this.#handle.connection.block(key, ['BLPOP', key], LOOK_SECONDS).then(
+        (token) => {
+          this.#naps.delete(key);
+          if (token !== null && started.waiters === 0 && !this.closed) {
+            void this.#send(this.#handle.call(['RPUSH', key, '1'])).catch(() => {});
+          }
+        },
+        () => void this.#naps.delete(key),
+      );
+      this.#naps.set(key, (nap = started));
+    }
+    nap.waiters++;
+    let disarm = () => {};
+    let abandon = () => {};
     try {
-      await Promise.race([popped, aborted]);
+      await Promise.race([
+        nap.done,
+        new Promise<void>((resolve, reject) => {
+          disarm = armDeadline(deadline, resolve);
+          abandon = () => reject(signal.reason);
+          if (signal.aborted) abandon();
+          signal.addEventListener('abort', abandon, { once: true });
+        }),
+      ]);
     } finally {
+      nap.waiters--;
+      disarm();
       signal.removeEventListener('abort', abandon);
-      if (signal.aborted) {
-        void popped.then(
-          (token) => token && this.#handle.connection.call(['RPUSH', key, '1']),
-          () => {},
-        );
-      }
     }
   }
 
+  // Counts `call` among the calls sent, which close() lets finish.
+  #send<R>(call: Promise<R>): Promise<R> {
+    this.#sent.add(call);
+    const forget = () => void this.#sent.delete(call);
+    call.then(forget, forget);
+    return call;
+  }
+
   async #take(max: number): Promise<T[]> {
-    const { record, list, wake, room } = this.#keys;
-    const reply = await this.#script(TAKE, [String(max)], [record, list, wake, room]);
+    const reply = await this.#script(TAKE, [String(max)]);
     if (reply === -1) throw this.#gone();
     return (reply as Buffer[]).map((message) => decodeStored(this.#codec, message));
   }
@@ -263,8 +294,8 @@ export class RedisQueue<T = unknown> implements Queue<T> {
     return reply === 1;
   }
 
-  #script(source: string, args: (string | Buffer)[], keys = [this.#keys.record, this.#keys.list, this.#keys.wake]) {
-    return this.#handle.script(source, keys, args);
+  #script(source: string, args: (string | Buffer)[], keys = Object.values(this.#keys)) {
+    return this.#send(this.#handle.script(source, keys, args));
   }
 
   #encode(value: T): Buffer {
