@@ -238,8 +238,9 @@ export class RedisQueue<T = unknown> implements Queue<T> {
     }
   }
 
-  // Waits until a token comes to `key`, the `deadline` (a performance.now() time) passes or `signal` aborts. Every waiter of this instance on `key` shares
-  // one BLPOP of a second, so that a token wakes them all; one that comes when they have all given up is put back.
+  // Waits until a token comes to `key`, the `deadline` (a performance.now() time) passes or `signal` aborts. Every
+  // waiter of this instance on `key` shares one BLPOP of a second, so that a token wakes them all; one that comes when
+  // they have all given up is put back.
   async #token(key: string, deadline: number, signal: AbortSignal): Promise<void> {
     let nap = this.#naps.get(key);
     if (nap === undefined) {
