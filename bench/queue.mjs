@@ -11,10 +11,20 @@
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
-import { SharedQueue } from '../dist/index.mjs';
+import { MmapShare, SharedMap, SharedQueue } from '../dist/index.mjs';
 import { cpuTicks, pick } from './flags.mjs';
 
 const [role, name, workload, ref] = process.argv.slice(2);
@@ -31,11 +41,14 @@ const BIG = 'y'.repeat(1 << 20);
 // Each contestant: make(workload) in the primary -> ref (plain data); producer(ref) -> { send(message), close() };
 // consumer(ref) -> { take(): Promise<message[]>, close() }, taking what has come (at least one, waiting for it).
 // process.send has no ref: its messages go to and from the primary through the fork's channel.
+// The regions the primary made, open until the run ends.
+const kept = [];
+
 function sharedQueue(codec, many) {
   return {
     make: (workload) => {
       const queue = SharedQueue.create({ capacity: workload === '1MB' ? '16MB' : '4MB', codec });
-      sharedQueue.kept.push(queue);
+      kept.push(queue);
       return queue.handle;
     },
     producer: (handle) => {
@@ -59,7 +72,6 @@ function sharedQueue(codec, many) {
     },
   };
 }
-sharedQueue.kept = [];
 
 function channel(serialization) {
   return { serialization, viaChannel: true };
@@ -95,12 +107,147 @@ const redisList = {
   },
 };
 
+// What a user without a queue would do, each polling every millisecond for what came: a file per producer in
+// /dev/shm that the consumer tails, a SharedMap holding each message under its producer and number, and one
+// MmapShare object whose list of events producers append to and the consumer empties, each with update(). None of
+// them hands one message to one of several consumers: they skip the work queue (1->4).
+const ONE_CONSUMER = { '1->4': 'one consumer only' };
+const POLL_MS = 1;
+
+const tailedFiles = {
+  skip: ONE_CONSUMER,
+  make: () => {
+    const dir = mkdtempSync('/dev/shm/bench-queue-');
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  },
+  producer: (dir) => {
+    const fd = openSync(`${dir}/${process.pid}`, 'a');
+    return { send: (message) => void writeSync(fd, `${JSON.stringify(message)}\n`), close: () => closeSync(fd) };
+  },
+  consumer: (dir) => {
+    const files = new Map();
+    const chunk = Buffer.alloc(4 << 20);
+    return {
+      take: async () => {
+        for (;;) {
+          const taken = [];
+          for (const name of readdirSync(dir)) {
+            if (!files.has(name)) files.set(name, { fd: openSync(`${dir}/${name}`, 'r'), rest: '' });
+            const file = files.get(name);
+            for (let n; (n = readSync(file.fd, chunk)) > 0;) {
+              const lines = (file.rest + chunk.toString('utf8', 0, n)).split('\n');
+              file.rest = lines.pop();
+              for (const line of lines) taken.push(JSON.parse(line));
+            }
+          }
+          if (taken.length > 0) return taken;
+          await sleep(POLL_MS);
+        }
+      },
+      close: () => files.forEach(({ fd }) => closeSync(fd)),
+    };
+  },
+};
+
+const mapMailbox = {
+  skip: ONE_CONSUMER,
+  make: (workload) => {
+    const big = workload === '1MB';
+    const map = SharedMap.create({
+      capacity: big ? '64MB' : '16MB',
+      eviction: 'none',
+      maxValueSize: big ? 2 << 20 : undefined,
+    });
+    kept.push(map);
+    return map.handle;
+  },
+  producer: (handle) => {
+    const map = SharedMap.attach(handle);
+    let seq = 0;
+    const producer = process.env.PRODUCER;
+    return {
+      // A full map refuses the set (eviction 'none'): the producer waits for the consumer to make room.
+      send: function send(message) {
+        try {
+          map.set(`${producer}:${seq}`, message);
+          seq++;
+          return undefined;
+        } catch (error) {
+          if (error.code !== 'ERR_NO_SPACE') throw error;
+          return sleep(POLL_MS).then(() => send(message));
+        }
+      },
+      close: () => map.close(),
+    };
+  },
+  consumer: (handle) => {
+    const map = SharedMap.attach(handle);
+    const next = [0, 0, 0, 0];
+    return {
+      take: async () => {
+        for (;;) {
+          const taken = [];
+          for (let producer = 0; producer < next.length; producer++) {
+            for (let key = `${producer}:${next[producer]}`, value; (value = map.get(key)) !== undefined;) {
+              taken.push(value);
+              map.delete(key);
+              key = `${producer}:${++next[producer]}`;
+            }
+          }
+          if (taken.length > 0) return taken;
+          await sleep(POLL_MS);
+        }
+      },
+      close: () => map.close(),
+    };
+  },
+};
+
+const sharedObject = {
+  // Four 1 MB events pending overflow any region of a sensible size: each update() writes them all again.
+  skip: { ...ONE_CONSUMER, '1MB': 'not run' },
+  make: () => {
+    const share = MmapShare.create(4 << 20, { value: { events: [] } });
+    kept.push(share);
+    return share.handle;
+  },
+  producer: (handle) => {
+    const share = MmapShare.attach(handle);
+    return {
+      send: (message) => void share.update(({ events }) => ({ events: [...events, message] })),
+      close: () => share.close(),
+    };
+  },
+  consumer: (handle) => {
+    const share = MmapShare.attach(handle);
+    let version = share.version;
+    return {
+      take: async () => {
+        for (;;) {
+          if (share.version !== version) {
+            let taken = [];
+            share.update(({ events }) => ((taken = events), { events: [] }));
+            version = share.version;
+            if (taken.length > 0) return taken;
+          }
+          await sleep(POLL_MS);
+        }
+      },
+      close: () => share.close(),
+    };
+  },
+};
+
 const contestants = {
   'SharedQueue v8': sharedQueue('v8', false),
   'SharedQueue v8 shiftMany': sharedQueue('v8', true),
   'SharedQueue msgpack': sharedQueue('msgpack', false),
   'process.send json': channel('json'),
   'process.send advanced': channel('advanced'),
+  '/dev/shm files tailed': tailedFiles,
+  'SharedMap mailbox': mapMailbox,
+  'MmapShare object update()': sharedObject,
   ...(process.env.BENCH_REDIS_URL ? { 'Redis list': redisList } : {}),
 };
 
@@ -287,6 +434,11 @@ async function main() {
   const rows = [];
   for (const work of pick('workloads', Object.keys(units))) {
     for (const contestantName of pick('contestants', Object.keys(contestants))) {
+      const skipped = contestants[contestantName].skip?.[work];
+      if (skipped !== undefined) {
+        rows.push({ work, contestant: contestantName, figure: undefined, check: skipped });
+        continue;
+      }
       process.stderr.write(`queue ${work} ${contestantName} ... `);
       const child = fork(self, ['one', contestantName, work], {
         env: { ...process.env, BENCH_QUICK: quick ? '1' : '0' },
@@ -316,7 +468,7 @@ async function main() {
   ];
   for (const row of rows) {
     const base = rows.find((r) => r.work === row.work && r.contestant === 'process.send json')?.figure;
-    const ratio = base ? (row.figure / base).toFixed(2) : '-';
+    const ratio = base && row.figure !== undefined ? (row.figure / base).toFixed(2) : '-';
     lines.push(
       `| ${row.work} | ${row.contestant} | ${format(row.figure)} | ${units[row.work]} | ${ratio} | ${format(row.p99)} | ${row.check ?? '-'} |`,
     );

@@ -45,16 +45,24 @@ describe('npm run bench', () => {
     expect(out).toMatch(/map held [\d,]+ before its first eviction: [\d.]+ bytes each/);
   });
 
-  it('streams queue messages from producer processes to a consumer, every one checked, beside process.send', () => {
+  it('streams queue messages from producer processes to a consumer, every one checked, beside its peers', () => {
+    const peers = ['/dev/shm files tailed', 'SharedMap mailbox', 'MmapShare object update()'];
     const out = bench(
       'queue.mjs',
       '--quick',
       '--workloads=4->1,1->4,latency',
-      '--contestants=SharedQueue v8,process.send json',
+      `--contestants=SharedQueue v8,process.send json,${peers.join(',')}`,
     );
     expect(out).not.toContain('failed');
     expect(
       out.match(/^\| (4->1|1->4|latency) \| (SharedQueue v8|process.send json) \| .* \| exact \|$/gm),
     ).toHaveLength(6);
+    // The peers that poll hand messages to one consumer: 4->1 and latency, not 1->4.
+    const lines = out.split('\n');
+    const rows = (work: string, check: string) =>
+      peers.filter((peer) => lines.some((l) => l.startsWith(`| ${work} | ${peer} |`) && l.endsWith(`| ${check} |`)));
+    expect(rows('4->1', 'exact')).toStrictEqual(peers);
+    expect(rows('latency', 'exact')).toStrictEqual(peers);
+    expect(rows('1->4', 'one consumer only')).toStrictEqual(peers);
   });
 });
