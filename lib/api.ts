@@ -1,6 +1,7 @@
 // What code may rely on from either backend, shared memory (MmapShare, SharedMap, SharedQueue) or Redis (RedisShare,
-// RedisMap, RedisQueue): each member returns a value or a promise of one, so code that awaits every call runs unchanged on both. The
-// options and results of those members live here too, so this module imports nothing and every backend imports it.
+// RedisMap, RedisQueue): each member returns a value or a promise of one, so code that awaits every call runs
+// unchanged on both. The options and results of those members live here too, so this module imports nothing and
+// every backend imports it.
 
 /** A value, or a promise of it: `await` takes both. */
 export type Awaitable<T> = T | Promise<T>;
