@@ -4,7 +4,8 @@
 import { spawnSync } from 'node:child_process';
 import { expect, it } from 'vitest';
 import { SharedQueue } from '../dist/index.mjs';
-import { defer, fixture } from './helpers.js';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { defer, fixture, tempDir } from './helpers.js';
 
 const steps = [
   { step: 'queue.written', op: 'push', after: ['kept', 'more'] },
@@ -31,4 +32,30 @@ it.each(steps)('a process killed at $step inside $op() leaves $after', ({ step, 
   expect(queue.verify()).toStrictEqual({ ok: true, problems: [] });
   expect(queue.shiftMany()).toStrictEqual([...after, 'last']);
   expect(queue.stats()).toMatchObject({ messages: 0, bytes: 0, pushed: stats.pushed, taken: stats.pushed });
+});
+
+it('reports damage found after a dead writer instead of failing the repair, which would refuse every call for ever', () => {
+  const path = `${tempDir()}/damaged`;
+  const queue = SharedQueue.create<string>({ capacity: 1024, path });
+  defer(() => queue.close());
+  queue.push('kept');
+  const killed = spawnSync(process.execPath, [fixture('queue-peer.mjs'), 'push', path, '"new"'], {
+    env: { ...process.env, MMAP_SHARE_CRASH_AT: 'queue.written' },
+  });
+  expect(killed.signal).toBe('SIGKILL');
+  // TAIL's offset past the ring, while the dead writer's repair is pending.
+  const fd = openSync(path, 'r+');
+  writeSync(fd, Buffer.from(new Uint32Array([1028]).buffer), 0, 4, 264);
+  closeSync(fd);
+  const found = queue.verify();
+  expect(found.ok).toBe(false);
+  expect(found.problems).toStrictEqual([expect.stringMatching(/head 0, tail 1028, 1 messages/)]);
+  expect(() => queue.stats()).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
+  expect(() => queue.push('more')).toThrow(expect.objectContaining({ code: 'ERR_BAD_HANDLE' }));
+  // Mended, the queue goes on: the repair was made, not left pending.
+  const mend = openSync(path, 'r+');
+  writeSync(mend, Buffer.from(new Uint32Array([12]).buffer), 0, 4, 264);
+  closeSync(mend);
+  expect(queue.stats()).toMatchObject({ messages: 1, repairs: 1 });
+  expect(queue.shiftMany()).toStrictEqual(['kept']);
 });

@@ -23,7 +23,7 @@
 // not fit before the ring's end, the pusher writes PAD there and the record at offset 0. The queue holds TAIL's count
 // - HEAD's count messages (mod 2^32); with none, the offsets mean nothing and the next push starts at offset 0, so
 // that any message up to MAX_MESSAGE fits an empty queue. With some, HEAD and TAIL at one offset mean a full ring.
-import { shareError } from '../errors.js';
+import { MmapShareError, shareError } from '../errors.js';
 import { HEADER_BYTES, QUEUE_HEADER_BYTES } from '../layout.js';
 
 export const RING = HEADER_BYTES + QUEUE_HEADER_BYTES;
@@ -161,8 +161,16 @@ export function totalsOf(view: QueueView) {
 
 export const repairs = (view: QueueView): number => Atomics.load(view.words, W_REPAIRS);
 
-/** After a writer died holding the lock: nothing to undo (it committed all or nothing); the totals caught up. */
+/**
+ * After a writer died holding the lock: nothing to undo (it committed all or nothing); the totals caught up. Damaged
+ * commit words are left as they are, for verify() to report and every push and take to refuse, instead of failing the
+ * repair, which would leave it pending for ever.
+ */
 export function repair(view: QueueView): void {
-  storeTotals(view);
   Atomics.add(view.words, W_REPAIRS, 1);
+  try {
+    storeTotals(view);
+  } catch (error) {
+    if (!(error instanceof MmapShareError && error.code === 'ERR_BAD_HANDLE')) throw error;
+  }
 }
