@@ -34,6 +34,24 @@ export function parseBytes(name: string, value: unknown, min: number, max: numbe
   return bytes;
 }
 
+/** The `max` of a queue's shiftMany(): a non-negative integer, or Infinity for all there are. */
+export function checkMax(max: unknown): number {
+  if (max !== Infinity && (!Number.isInteger(max) || (max as number) < 0)) {
+    throw shareError('ERR_BAD_OPTION', `max must be a non-negative integer, got ${describe(max)}`);
+  }
+  return max as number;
+}
+
+/** ERR_VALUE_TOO_LARGE for a message of `bytes` encoded bytes in a queue that takes `max` at most. */
+export function checkMessageSize(bytes: number, max: number): void {
+  if (bytes > max) {
+    throw shareError(
+      'ERR_VALUE_TOO_LARGE',
+      `the message serializes to ${bytes} bytes; this queue takes ${max} at most`,
+    );
+  }
+}
+
 /** An integer option from 1 to `max`, `fallback` when not given. */
 export function checkCount(name: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;
@@ -70,9 +88,9 @@ export const FETCH_NAMES: Names<FetchOptions> = { ttl: true, timeout: true, sign
  * Refuses `options` unless it is an object whose own names are all in `names`: a misspelt option would otherwise
  * be ignored without a word (a `tll` that leaves a map without expiry).
  */
-export function checkNames(options: unknown, names: Names<object>): void {
+export function checkNames(options: unknown, names: Names<object>, shape = 'an object'): void {
   if (typeof options !== 'object' || options === null) {
-    throw shareError('ERR_BAD_OPTION', `options must be an object, got ${describe(options)}`);
+    throw shareError('ERR_BAD_OPTION', `options must be ${shape}, got ${describe(options)}`);
   }
   for (const name in options) {
     if (Object.hasOwn(names, name) || !Object.hasOwn(options, name)) continue;

@@ -35,6 +35,18 @@ export async function pollUntil<R>(
   }
 }
 
+/** What iterating a queue gives: its messages taken as they come, ending quietly once the queue is closed. */
+export async function* takeEach<T>(queue: { take(): Promise<T>; readonly closed: boolean }): AsyncGenerator<T> {
+  for (;;) {
+    try {
+      yield await queue.take();
+    } catch (error) {
+      if (queue.closed) return;
+      throw error;
+    }
+  }
+}
+
 // setTimeout fires at once past 2^31 - 1 ms, so a longer wait is armed again in steps.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 

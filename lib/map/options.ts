@@ -57,10 +57,7 @@ const DEFAULT_MAX_VALUE = 2 ** 20;
 const BYTES_PER_DEFAULT_ENTRY = 128;
 /** The geometry of a new map, from its options; every bad option is refused here, before any file is made. */
 export function planMap(options: SharedMapOptions<unknown>) {
-  if (typeof options !== 'object' || options === null) {
-    throw shareError('ERR_BAD_OPTION', `options must be an object with a capacity, got ${describe(options)}`);
-  }
-  checkNames(options, CREATE_NAMES);
+  checkNames(options, CREATE_NAMES, 'an object with a capacity');
   const capacity = parseBytes('capacity', options.capacity, MIN_CAPACITY, MAX_CAPACITY);
   const maxKey = checkMaxKeySize(options.maxKeySize);
   const maxEntries = checkCount(

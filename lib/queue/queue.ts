@@ -3,10 +3,20 @@
 import type { LockAsyncOptions, Queue, QueueStats, Verification } from '../api.js';
 import { type Codec, codecId, type CodecOption, decodeView, encodeValue, resolveCodec } from '../codec.js';
 import { step } from '../crash.js';
-import { describe, shareError } from '../errors.js';
+import { shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
 import { LOOK_MS, waitOn } from '../bell.js';
-import { checkCount, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, parseBytes } from '../options.js';
+import {
+  checkCount,
+  checkMax,
+  checkMessageSize,
+  checkNames,
+  checkTimeout,
+  LOCK_ASYNC_NAMES,
+  type Names,
+  parseBytes,
+} from '../options.js';
+import { takeEach } from '../wait.js';
 import { attachKind, checkPlacement, closeRegion, createRegion, type Region } from '../region.js';
 import {
   commitHead,
@@ -133,9 +143,7 @@ export class SharedQueue<T = unknown> implements Queue<T> {
    * cannot decode, which the next take meets.
    */
   shiftMany(max = Infinity): T[] {
-    if (max !== Infinity && (!Number.isInteger(max) || max < 0)) {
-      throw shareError('ERR_BAD_OPTION', `max must be a non-negative integer, got ${describe(max)}`);
-    }
+    checkMax(max);
     const view = this.#open();
     return this.#handle.exclusive(() => {
       const taken: T[] = [];
@@ -162,15 +170,8 @@ export class SharedQueue<T = unknown> implements Queue<T> {
   }
 
   /** Takes messages as they come, waiting for each; ends when this instance is closed. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for (;;) {
-      try {
-        yield await this.take();
-      } catch (error) {
-        if (this.closed) return;
-        throw error;
-      }
-    }
+  [Symbol.asyncIterator](): AsyncGenerator<T> {
+    return takeEach(this);
   }
 
   /** Messages in the queue now, for every process. */
@@ -281,12 +282,7 @@ export class SharedQueue<T = unknown> implements Queue<T> {
 
   #encode(value: T): Uint8Array {
     const payload = encodeValue(this.#codec, value);
-    if (payload.length > this.#view.maxMessage) {
-      throw shareError(
-        'ERR_VALUE_TOO_LARGE',
-        `the message serializes to ${payload.length} bytes; this queue takes ${this.#view.maxMessage} at most`,
-      );
-    }
+    checkMessageSize(payload.length, this.#view.maxMessage);
     return payload;
   }
 
@@ -298,10 +294,7 @@ export class SharedQueue<T = unknown> implements Queue<T> {
 
 /** The ring's capacity and the largest message of a new queue, from its options; refused here, before any file. */
 function planQueue(options: SharedQueueOptions<unknown>): { capacity: number; maxMessage: number } {
-  if (typeof options !== 'object' || options === null) {
-    throw shareError('ERR_BAD_OPTION', `options must be an object with a capacity, got ${describe(options)}`);
-  }
-  checkNames(options, CREATE_NAMES);
+  checkNames(options, CREATE_NAMES, 'an object with a capacity');
   // A multiple of 4, so that every record starts aligned.
   const capacity = parseBytes('capacity', options.capacity, MIN_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY) & ~3;
   const maxMessage = checkCount(

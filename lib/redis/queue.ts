@@ -3,9 +3,18 @@
 // lib/redis/queue-scripts.ts.
 import type { LockAsyncOptions, Queue, QueueStats } from '../api.js';
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
-import { describe, shareError } from '../errors.js';
-import { checkCount, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, parseBytes } from '../options.js';
-import { armDeadline } from '../wait.js';
+import { shareError } from '../errors.js';
+import {
+  checkCount,
+  checkMax,
+  checkMessageSize,
+  checkNames,
+  checkTimeout,
+  LOCK_ASYNC_NAMES,
+  type Names,
+  parseBytes,
+} from '../options.js';
+import { armDeadline, takeEach } from '../wait.js';
 import { checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
 import { type Connection, type RedisOptions, type Reply, text } from './connection.js';
 import { Handle } from './handle.js';
@@ -68,10 +77,7 @@ export class RedisQueue<T = unknown> implements Queue<T> {
   /** Creates the queue named `name`; ERR_EXISTS when Redis holds one under that name already. */
   static async create<T = unknown>(name: string, options: RedisQueueOptions<T>): Promise<RedisQueue<T>> {
     checkKey(name);
-    if (typeof options !== 'object' || options === null) {
-      throw shareError('ERR_BAD_OPTION', `options must be an object with a capacity, got ${describe(options)}`);
-    }
-    checkNames(options, CREATE_NAMES);
+    checkNames(options, CREATE_NAMES, 'an object with a capacity');
     const capacity = parseBytes('capacity', options.capacity, 1, MAX_CAPACITY);
     const maxMessage = checkCount(
       'maxMessageSize',
@@ -125,9 +131,7 @@ export class RedisQueue<T = unknown> implements Queue<T> {
 
   /** Takes up to `max` messages at once, oldest first: all there are by default. */
   async shiftMany(max = Infinity): Promise<T[]> {
-    if (max !== Infinity && (!Number.isInteger(max) || max < 0)) {
-      throw shareError('ERR_BAD_OPTION', `max must be a non-negative integer, got ${describe(max)}`);
-    }
+    checkMax(max);
     if (max === 0) {
       this.#handle.open();
       return [];
@@ -151,15 +155,8 @@ export class RedisQueue<T = unknown> implements Queue<T> {
   }
 
   /** Takes messages as they come, waiting for each; ends when this instance is closed. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for (;;) {
-      try {
-        yield await this.take();
-      } catch (error) {
-        if (this.closed) return;
-        throw error;
-      }
-    }
+  [Symbol.asyncIterator](): AsyncGenerator<T> {
+    return takeEach(this);
   }
 
   /** Messages in the queue now. */
@@ -302,12 +299,7 @@ export class RedisQueue<T = unknown> implements Queue<T> {
   #encode(value: T): Buffer {
     this.#handle.open();
     const message = encodeOwned(this.#codec, value);
-    if (message.length > this.#maxMessage) {
-      throw shareError(
-        'ERR_VALUE_TOO_LARGE',
-        `the message serializes to ${message.length} bytes; this queue takes ${this.#maxMessage} at most`,
-      );
-    }
+    checkMessageSize(message.length, this.#maxMessage);
     return message;
   }
 

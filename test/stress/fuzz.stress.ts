@@ -4,9 +4,9 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import { expect, it } from 'vitest';
-import { defer, fixture, fresh, run } from '../helpers.js';
-import { figure, stress } from './options.js';
+import { it } from 'vitest';
+import { defer, fixture, fresh } from '../helpers.js';
+import { corruptionFuzz, figure, stress } from './options.js';
 
 it(`${stress.cases} arbitrary values round-trip through set/get across two processes`, async () => {
   const input = fresh(1 << 20);
@@ -43,22 +43,8 @@ it(`${stress.cases} arbitrary values round-trip through set/get across two proce
   figure(`fuzz: ${cases} arbitrary values through two processes, ${mismatches} mismatches`);
 });
 
-it.each(['v8', 'msgpack'])(
-  `${stress.corruptions} regions with random bytes in header and slots (%s)`,
-  async (codec) => {
-    // The time limit turns a hang into a failure.
-    const { code, signal, stdout, stderr } = await run(fixture('corrupt.mjs'), [String(stress.corruptions), codec], {
-      timeout: 120_000,
-    });
-    expect(stderr).toBe('');
-    expect({ code, signal }).toStrictEqual({ code: 0, signal: null });
-    const counts = JSON.parse(stdout) as { cases: number; worked: number; refused: number; other: string[] };
-    figure(
-      `fuzz (${codec}): ${counts.cases} corrupted regions, ${counts.worked} calls worked, ${counts.refused} refused with ` +
-        `ERR_BAD_HANDLE, ${counts.other.length} other errors, no crash, no hang`,
-    );
-    expect(counts.other).toStrictEqual([]);
-  },
+it.each(['v8', 'msgpack'])(`${stress.corruptions} regions with random bytes in header and slots (%s)`, (codec) =>
+  corruptionFuzz('corrupt.mjs', codec, { suite: 'fuzz', regions: 'regions' }),
 );
 
 // isDeepStrictEqual never finds an invalid Date equal to another, so values holding one are left to test/values.test.ts.

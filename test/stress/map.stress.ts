@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { SharedMap } from '../../dist/index.mjs';
 import { defer, fixture, Peer, run } from '../helpers.js';
-import { figure, stress } from './options.js';
+import { corruptionFuzz, figure, stress } from './options.js';
 
 type Checked = { key: string; seq: number; fill: Uint8Array };
 
@@ -46,21 +46,7 @@ it(`map chaos: ${stress.kills} writers killed leave every entry whole, verify() 
 
 it.each(['v8', 'msgpack'])(
   `${stress.corruptions} maps with random bytes in header, index, chunk table and chunks (%s)`,
-  async (codec) => {
-    const { code, signal, stdout, stderr } = await run(
-      fixture('map-corrupt.mjs'),
-      [String(stress.corruptions), codec],
-      { timeout: 120_000 },
-    );
-    expect(stderr).toBe('');
-    expect({ code, signal }).toStrictEqual({ code: 0, signal: null });
-    const counts = JSON.parse(stdout) as { cases: number; worked: number; refused: number; other: string[] };
-    figure(
-      `map fuzz (${codec}): ${counts.cases} corrupted maps, ${counts.worked} calls worked, ${counts.refused} refused ` +
-        `with ERR_BAD_HANDLE, ${counts.other.length} other errors, no crash, no hang`,
-    );
-    expect(counts.other).toStrictEqual([]);
-  },
+  (codec) => corruptionFuzz('map-corrupt.mjs', codec, { suite: 'map fuzz', regions: 'maps' }),
 );
 
 it(`map model: ${Math.ceil(stress.cases / 100)} random sequences from two processes agree with a Map`, async () => {

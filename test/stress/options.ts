@@ -1,5 +1,8 @@
 // The size of each stress suite: the defaults run inside `npm test`; `npm run stress -- --kills 5000` and the other
 // flags of test/stress/run.mjs make them bigger, through these environment variables.
+import { expect } from 'vitest';
+import { fixture, run } from '../helpers.js';
+
 const number = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 
 export const stress = {
@@ -21,4 +24,22 @@ export const stress = {
 /** Prints a suite's figure line, on its own line so that it reads the same under vitest and in a terminal. */
 export function figure(line: string): void {
   process.stdout.write(`\n${line}\n`);
+}
+
+/**
+ * Runs a corruption fixture (test/fixtures/*-corrupt.mjs) on `stress.corruptions` regions of `codec`, under a time
+ * limit that turns a hang into a failure, and prints its figure line: `what` names the suite and the regions.
+ */
+export async function corruptionFuzz(script: string, codec: string, what: { suite: string; regions: string }) {
+  const { code, signal, stdout, stderr } = await run(fixture(script), [String(stress.corruptions), codec], {
+    timeout: 120_000,
+  });
+  expect(stderr).toBe('');
+  expect({ code, signal }).toStrictEqual({ code: 0, signal: null });
+  const counts = JSON.parse(stdout) as { cases: number; worked: number; refused: number; other: string[] };
+  figure(
+    `${what.suite} (${codec}): ${counts.cases} corrupted ${what.regions}, ${counts.worked} calls worked, ` +
+      `${counts.refused} refused with ERR_BAD_HANDLE, ${counts.other.length} other errors, no crash, no hang`,
+  );
+  expect(counts.other).toStrictEqual([]);
 }

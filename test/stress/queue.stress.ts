@@ -10,8 +10,8 @@ import { serialize } from 'node:v8';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { SharedQueue } from '../../dist/index.mjs';
-import { defer, fixture, Peer, run, tempDir } from '../helpers.js';
-import { figure, stress } from './options.js';
+import { defer, fixture, Peer, tempDir } from '../helpers.js';
+import { corruptionFuzz, figure, stress } from './options.js';
 
 /** As test/fixtures/queue-churn.mjs fills message `s` of producer `p`. */
 const fillOf = (p: number, s: number) => Buffer.alloc((s * 37) % 200, (p * 7 + s) % 251);
@@ -183,21 +183,9 @@ it(`queue soak: 8 producers and 2 consumers for ${stress.soakSeconds} s through 
   expect(wraps).toBeGreaterThan(100);
 });
 
-it.each(['v8', 'msgpack'])(`${stress.corruptions} queues with random bytes in header and ring (%s)`, async (codec) => {
-  const { code, signal, stdout, stderr } = await run(
-    fixture('queue-corrupt.mjs'),
-    [String(stress.corruptions), codec],
-    { timeout: 120_000 },
-  );
-  expect(stderr).toBe('');
-  expect({ code, signal }).toStrictEqual({ code: 0, signal: null });
-  const counts = JSON.parse(stdout) as { cases: number; worked: number; refused: number; other: string[] };
-  figure(
-    `queue fuzz (${codec}): ${counts.cases} corrupted queues, ${counts.worked} calls worked, ${counts.refused} ` +
-      `refused with ERR_BAD_HANDLE, ${counts.other.length} other errors, no crash, no hang`,
-  );
-  expect(counts.other).toStrictEqual([]);
-});
+it.each(['v8', 'msgpack'])(`${stress.corruptions} queues with random bytes in header and ring (%s)`, (codec) =>
+  corruptionFuzz('queue-corrupt.mjs', codec, { suite: 'queue fuzz', regions: 'queues' }),
+);
 
 // The ring as lib/queue/layout.ts describes it, in offsets alone: which pushes fit, and the bytes (records and
 // padding) they leave in use. The head is the offset past the last message taken, which may be padding's.
