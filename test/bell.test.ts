@@ -3,7 +3,7 @@
 // free row, watchers poll instead and say so once.
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, copyFileSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
@@ -155,12 +155,15 @@ describe('the doorbell', () => {
     const stopFirst = share.watch(() => {});
     const worker = new Worker(
       `require(${JSON.stringify(dist)}).MmapShare.attach(${JSON.stringify(path)}).watch(() => {});
-      require('node:worker_threads').parentPort.postMessage('watching');`,
+      const thread = require('node:fs').readlinkSync('/proc/thread-self').split('/').pop();
+      require('node:worker_threads').parentPort.postMessage(thread);`,
       { eval: true },
     );
-    await new Promise((resolve) => worker.once('message', resolve));
+    const thread = await new Promise<string>((resolve) => worker.once('message', resolve));
     expect(word(path, W_WAITERS)).toBe(2);
     await worker.terminate();
+    // terminate() resolves once the thread has stopped running, a moment before the kernel lets it go from /proc.
+    while (existsSync(`/proc/self/task/${thread}`)) await sleep(1);
     const stopSecond = share.watch(() => {});
     expect(word(path, W_WAITERS)).toBe(1);
     stopFirst();
