@@ -1,7 +1,7 @@
 // RegionHandle: the lifecycle every kind of region shares: its name in process.env, being closed, the exclusive
 // section and the optimistic read that falls back to it.
 import { shareError } from './errors.js';
-import { ring } from './bell.js';
+import { deafen, ring } from './bell.js';
 import { RACED } from './layout.js';
 import { deadHolder, LOCK_FREE_TRIES, releaseLock, takeDeadHolder, takeLock } from './lock.js';
 import { closeRegion, envKey, type Region } from './region.js';
@@ -127,6 +127,7 @@ export class RegionHandle {
       beforeClose?.();
     } finally {
       if (this.locked) this.release(region);
+      deafen(region);
       closeRegion(region);
       this.#region = undefined;
       if (this.#envName !== undefined && process.env[this.#envName] === region.handle)

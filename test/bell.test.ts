@@ -5,7 +5,7 @@ import { fork, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, copyFileSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as sleep, setImmediate as turn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { D_WAITER_ROWS, W_LOOKS, W_WAITERS, WAITER_ROWS } from '../dist/layout.js';
@@ -82,6 +82,8 @@ describe('the doorbell', () => {
     const stop = share.watch(() => {});
     expect(word(path, W_WAITERS)).toBe(1);
     stop();
+    // An ear lingers until the event loop turns, for a waiter that comes next.
+    await turn();
     expect(word(path, W_WAITERS)).toBe(0);
   });
 
@@ -95,6 +97,7 @@ describe('the doorbell', () => {
     await new Promise((resolve) => child.once('exit', resolve));
     expect(word(path, W_WAITERS)).toBe(1);
     share.watch(() => {})();
+    await turn();
     expect(word(path, W_WAITERS)).toBe(0);
   });
 
@@ -120,6 +123,7 @@ describe('the doorbell', () => {
     const stops = [original.watch(() => {}), copy.watch(() => {})];
     expect([word(`${dir}/original`, W_WAITERS), word(`${dir}/copy`, W_WAITERS)]).toStrictEqual([1, 1]);
     stops.forEach((stop) => stop());
+    await turn();
     expect([word(`${dir}/original`, W_WAITERS), word(`${dir}/copy`, W_WAITERS)]).toStrictEqual([0, 0]);
   });
 
@@ -164,10 +168,12 @@ describe('the doorbell', () => {
     await worker.terminate();
     // terminate() resolves once the thread has stopped running, a moment before the kernel lets it go from /proc.
     while (existsSync(`/proc/self/task/${thread}`)) await sleep(1);
-    const stopSecond = share.watch(() => {});
+    // Another instance: the watchers of one instance share its registration, and make none of their own.
+    const stopSecond = attached<number>(path).watch(() => {});
     expect(word(path, W_WAITERS)).toBe(1);
     stopFirst();
     stopSecond();
+    await turn();
     expect(word(path, W_WAITERS)).toBe(0);
   });
 
@@ -212,6 +218,7 @@ describe('the doorbell', () => {
     for (let waited = 0; word(path, W_WAITERS) === 0 && waited < 3000; waited += 20) await sleep(20);
     expect(word(path, W_WAITERS)).toBe(1);
     stop();
+    await turn();
     expect(word(path, W_WAITERS)).toBe(0);
   });
 });

@@ -87,13 +87,11 @@ export class FetchMarkers<V> {
         return this.#compute(name, claim.token, compute, ttl, control.signal);
       }
       control.waitingFor(`pid ${claim.marker.id} to compute it`);
-      await waitOn(
-        this.#host.region,
-        () => (this.#markerLapsed(name, claim.ver, claim.marker) ? true : undefined),
-        Infinity,
-        control.signal,
-        () => '',
-      );
+      await waitOn(this.#host.region, () => (this.#markerLapsed(name, claim.ver, claim.marker) ? true : undefined), {
+        timeout: Infinity,
+        signal: control.signal,
+        explain: () => '',
+      });
     }
   }
 

@@ -5,7 +5,7 @@ import { type Codec, codecId, type CodecOption, decodeView, encodeValue, resolve
 import { step } from '../crash.js';
 import { shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
-import { LOOK_MS, waitOn } from '../bell.js';
+import { LOOK_MS, QUEUE_GAP_MS, waitOn } from '../bell.js';
 import {
   checkCount,
   checkMax,
@@ -234,7 +234,8 @@ export class SharedQueue<T = unknown> implements Queue<T> {
       const signal = options.signal ? AbortSignal.any([options.signal, closing.signal]) : closing.signal;
       // Every push and take rings: only one killed between its commit and its ring goes unheard, until a look a
       // second later.
-      return await waitOn(region, attempt, timeout, signal, () => explain(timeout), LOOK_MS);
+      const wait = { timeout, signal, explain: () => explain(timeout), lookMs: LOOK_MS, gapMs: QUEUE_GAP_MS };
+      return await waitOn(region, attempt, wait);
     } finally {
       this.#waits.delete(closing);
     }

@@ -162,9 +162,11 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
       this.#open(),
       // Another call on this instance may have taken the lock while this one slept; wait for its unlock.
       () => (!this.#handle.locked && tryTakeLock(this.#open()) ? this.#acquired() : undefined),
-      timeout,
-      options.signal,
-      () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open())}`,
+      {
+        timeout,
+        signal: options.signal,
+        explain: () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open())}`,
+      },
     );
   }
 

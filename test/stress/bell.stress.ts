@@ -58,6 +58,7 @@ it(
     // The watchers exit without giving their rows back: the next to register reclaims them, once they are gone.
     await Promise.all([...live].map((child) => (child.exitCode ?? child.signalCode) === null && once(child, 'exit')));
     share.watch(() => {})();
+    await new Promise(setImmediate);
     const left = { rows: rowsInUse(path), waiters: readFileSync(path).readUInt32LE(W_WAITERS * 4) };
     const waits = done.reduce((sum, report) => sum + report.seen, 0);
     const lost = WATCHERS - done.filter((report) => report.version === last).length;
@@ -118,6 +119,7 @@ it(
     // The watchers exit without giving their rows back: the next to register reclaims them, once they are gone.
     await Promise.all(watchers.map(({ child }) => exited(child)));
     share.watch(() => {})();
+    await new Promise(setImmediate);
     const left = { rows: rowsInUse(path), waiters: readFileSync(path).readUInt32LE(W_WAITERS * 4) };
     const lost = reports.filter((report) => report.version !== cap + 3).length;
     figure(
