@@ -25,7 +25,7 @@ import {
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { MmapShare, SharedMap, SharedQueue } from '../dist/index.mjs';
-import { cpuTicks, pick } from './flags.mjs';
+import { cpuTicks, pick, waitedTicks } from './flags.mjs';
 
 const [role, name, workload, ref] = process.argv.slice(2);
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -374,6 +374,7 @@ async function scenario(contestantName, work) {
   }
   if (work === '1->4') {
     const workers = await Promise.all(Array.from({ length: 4 }, () => spawn(contestant, args)));
+    const cpu = cpuPerMessage(workers);
     workers.forEach((worker) => worker.send({ role: 'worker' }));
     const reports = workers.map((worker) => once(worker, 'message').then(([report]) => report.taken));
     const start = performance.now();
@@ -396,7 +397,7 @@ async function scenario(contestantName, work) {
     }
     const taken = (await Promise.all(reports)).reduce((sum, count) => sum + count, 0);
     const seconds = (performance.now() - start) / 1000;
-    return { figure: n / seconds, check: taken === n ? 'exact' : `${taken} of ${n}` };
+    return { figure: n / seconds, check: taken === n ? 'exact' : `${taken} of ${n}`, cpu: await cpu(n) };
   }
   const producers = work === 'latency' ? 1 : 4;
   const children = await Promise.all(
@@ -410,6 +411,7 @@ async function scenario(contestantName, work) {
     next[message.producer] = message.seq + 1;
     if (message.ts !== undefined) delays.push(now() - message.ts);
   };
+  const cpu = cpuPerMessage(children);
   const start = performance.now();
   children.forEach((child) => child.send({ role: 'producer' }));
   await collect(contestant, children, ref, onMessage);
@@ -420,7 +422,17 @@ async function scenario(contestantName, work) {
     delays.sort((a, b) => a - b);
     return { figure: delays[delays.length >> 1], p99: delays[Math.floor(delays.length * 0.99)], check };
   }
-  return { figure: (producers * expected) / seconds, check };
+  return { figure: (producers * expected) / seconds, check, cpu: await cpu(producers * expected) };
+}
+
+// From now: the CPU this process and `children` (started, counted from here) spend until the children have exited,
+// in µs a message, for what bounds a throughput on 2 cores.
+function cpuPerMessage(children) {
+  const before = waitedTicks() + cpuTicks(children);
+  return async (messages) => {
+    await Promise.all(children.map((child) => child.exitCode ?? child.signalCode ?? once(child, 'exit')));
+    return ((waitedTicks() - before) * 10_000) / messages;
+  };
 }
 
 async function main() {
@@ -463,14 +475,14 @@ async function main() {
   const lines = [
     '#### queue',
     '',
-    '| workload | contestant | figure | unit | x process.send json | p99 ms | check |',
-    '| --- | --- | ---: | --- | ---: | ---: | --- |',
+    '| workload | contestant | figure | unit | x process.send json | p99 ms | CPU µs a message | check |',
+    '| --- | --- | ---: | --- | ---: | ---: | ---: | --- |',
   ];
   for (const row of rows) {
     const base = rows.find((r) => r.work === row.work && r.contestant === 'process.send json')?.figure;
     const ratio = base && row.figure !== undefined ? (row.figure / base).toFixed(2) : '-';
     lines.push(
-      `| ${row.work} | ${row.contestant} | ${format(row.figure)} | ${units[row.work]} | ${ratio} | ${format(row.p99)} | ${row.check ?? '-'} |`,
+      `| ${row.work} | ${row.contestant} | ${format(row.figure)} | ${units[row.work]} | ${ratio} | ${format(row.p99)} | ${format(row.cpu)} | ${row.check ?? '-'} |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n\n`);
