@@ -125,6 +125,9 @@ interface Ear {
   registered: boolean;
   tried: number;
   linger: NodeJS.Immediate | undefined;
+  // Set by deafen(): a listener that outlives its region's close() (a lock wait, until its next look) registers no
+  // more, since nothing would give its row back.
+  deaf: boolean;
 }
 const ears = new Map<Belled, Ear>();
 
@@ -152,7 +155,7 @@ function earOf(region: Belled, interval: number): Ear {
       code: 'MMAP_SHARE_POLLING',
     });
   }
-  ear = { watcher, listeners, registered, tried: performance.now(), linger: undefined };
+  ear = { watcher, listeners, registered, tried: performance.now(), linger: undefined, deaf: false };
   ears.set(region, ear);
   return ear;
 }
@@ -166,6 +169,7 @@ export function deafen(region: Belled): void {
   const ear = ears.get(region);
   if (ear === undefined) return;
   ears.delete(region);
+  ear.deaf = true;
   clearImmediate(ear.linger);
   ear.watcher?.close();
   if (ear.registered) unregister(region);
@@ -203,7 +207,7 @@ export function listen(
     clearTimeout(deferred);
     deferred = undefined;
     last = performance.now();
-    if (ear.watcher !== undefined && !ear.registered && last - ear.tried >= lookMs) {
+    if (ear.watcher !== undefined && !ear.registered && !ear.deaf && last - ear.tried >= lookMs) {
       ear.tried = last;
       ear.registered = register(region);
     }

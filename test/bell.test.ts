@@ -194,13 +194,7 @@ describe('the doorbell', () => {
   it('polls, warning once with MMAP_SHARE_POLLING, while every waiter row is taken by a live thread', async () => {
     const path = `${tempDir()}/full`;
     const share = fresh<number>(64, { path, value: 0 });
-    // Rows naming pid 1 as it runs: alive, so never reclaimed.
-    const start = BigInt(readFileSync('/proc/1/stat', 'latin1').split(') ')[1]!.split(' ')[19]!) & 0xffffffffn;
-    const row = Buffer.alloc(8);
-    row.writeBigUInt64LE(1n | (start << 32n));
-    const fd = openSync(path, 'r+');
-    for (let i = 0; i < WAITER_ROWS; i++) writeSync(fd, row, 0, 8, (D_WAITER_ROWS + i) * 8);
-    closeSync(fd);
+    takeEveryRow(path);
     const warnings: Error[] = [];
     const onWarning = (warning: Error) => warnings.push(warning);
     process.on('warning', onWarning);
@@ -212,13 +206,46 @@ describe('the doorbell', () => {
     expect(heard).toStrictEqual([7]);
     expect(warnings).toMatchObject([{ code: 'MMAP_SHARE_POLLING', message: expect.stringContaining('22') }]);
     // Once a row is free again, the polling watcher takes it, within a second, and sleeps on the bell.
-    const free = openSync(path, 'r+');
-    writeSync(free, Buffer.alloc(8), 0, 8, D_WAITER_ROWS * 8);
-    closeSync(free);
+    freeRow(path);
     for (let waited = 0; word(path, W_WAITERS) === 0 && waited < 3000; waited += 20) await sleep(20);
     expect(word(path, W_WAITERS)).toBe(1);
     stop();
     await turn();
     expect(word(path, W_WAITERS)).toBe(0);
   });
+
+  it('leaves no row behind a lockAsync() that outlives its close(), though a row came free meanwhile', async () => {
+    const path = `${tempDir()}/closed`;
+    const holder = fresh<number>(64, { path, value: 0 });
+    holder.lock();
+    // The wait tries for a row every 16 ms, at its looks: some of these closes come before such a look.
+    for (let delay = 1; delay <= 20; delay++) {
+      takeEveryRow(path);
+      const waiter = attached<number>(path);
+      const pending = waiter.lockAsync().catch((error: { code: string }) => error.code);
+      await sleep(delay);
+      freeRow(path);
+      waiter.close();
+      expect(await pending).toBe('ERR_CLOSED');
+      await turn();
+      expect(word(path, W_WAITERS)).toBe(0);
+    }
+    holder.unlock();
+  });
 });
+
+// Fills every waiter row with pid 1 as it runs: alive, so never reclaimed.
+function takeEveryRow(path: string): void {
+  const start = BigInt(readFileSync('/proc/1/stat', 'latin1').split(') ')[1]!.split(' ')[19]!) & 0xffffffffn;
+  const row = Buffer.alloc(8);
+  row.writeBigUInt64LE(1n | (start << 32n));
+  const fd = openSync(path, 'r+');
+  for (let i = 0; i < WAITER_ROWS; i++) writeSync(fd, row, 0, 8, (D_WAITER_ROWS + i) * 8);
+  closeSync(fd);
+}
+
+function freeRow(path: string): void {
+  const fd = openSync(path, 'r+');
+  writeSync(fd, Buffer.alloc(8), 0, 8, D_WAITER_ROWS * 8);
+  closeSync(fd);
+}
