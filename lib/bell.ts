@@ -57,7 +57,7 @@ const registrations = new Map<string, { row: number; waiters: number }>();
 // LOOKS as each region instance last rang it: a writer rings again only once some waiter has looked since.
 const rang = new WeakMap<Belled, number>();
 
-/** After a commit: wakes the region's waiters, with a system call only when someone waits and has looked since. */
+/** After a commit: wakes the region's waiters, with a system call only when another thread waits and has looked since. */
 export function ring(region: Belled): void {
   const { words } = region;
   const waiters = Atomics.load(words, W_WAITERS);
