@@ -6,11 +6,18 @@ import { MAX_KEY_LIMIT } from './map/layout.js';
 const DEFAULT_MAX_KEY = 1024;
 
 /** Milliseconds a caller may wait: a non-negative number, Infinity by default. */
-export function checkTimeout(timeout: unknown = Infinity): number {
+/** A wait's `timeout` (Infinity when not given) and `signal`, checked: ERR_BAD_OPTION for anything else. */
+export function checkWait({ timeout = Infinity, signal }: { timeout?: unknown; signal?: unknown }): {
+  timeout: number;
+  signal: AbortSignal | undefined;
+} {
   if (typeof timeout !== 'number' || !(timeout >= 0)) {
     throw shareError('ERR_BAD_OPTION', `timeout must be a non-negative number, got ${describe(timeout)}`);
   }
-  return timeout;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw shareError('ERR_BAD_OPTION', `signal must be an AbortSignal, got ${describe(signal)}`);
+  }
+  return { timeout, signal };
 }
 
 export function checkTtl(ttl: unknown): void {

@@ -391,6 +391,10 @@ describe.each(backends)('$name: a queue', (backend) => {
     await expect(async () => queue.push(() => 1)).rejects.toMatchObject({ code: 'ERR_NOT_SERIALIZABLE' });
     await expect(async () => queue.shiftMany(-1)).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
     await expect(async () => queue.take({ timeout: -1 })).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
+    await expect(async () => queue.take({ signal: 5 } as never)).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
+    await expect(async () => queue.pushAsync(1, { signal: {} } as never)).rejects.toMatchObject({
+      code: 'ERR_BAD_OPTION',
+    });
     await expect(async () => queue.take({ tiemout: 5 } as never)).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
     expect(await queue.stats()).toMatchObject({ messages: 1, pushed: 1 });
     expect(await queue.shift()).toBe('kept');

@@ -29,6 +29,12 @@ const table: [ErrorCode, Builtin, string, (map: Map, other: Map) => unknown][] =
   ['ERR_BAD_OPTION', TypeError, 'update() without a function', (m) => m.update('k', 42 as never)],
   ['ERR_BAD_OPTION', TypeError, 'fetch() without a function', (m) => m.fetch('k', 'no' as never)],
   ['ERR_BAD_OPTION', TypeError, 'fetch() with a negative timeout', (m) => m.fetch('k', () => 1, { timeout: -1 })],
+  [
+    'ERR_BAD_OPTION',
+    TypeError,
+    'fetch() with a signal that is not one',
+    (m) => m.fetch('k', () => 1, { signal: {} as never }),
+  ],
   ['ERR_BAD_KEY', TypeError, 'a key that is a number', (m) => m.set(42 as never, 1)],
   ['ERR_BAD_KEY', TypeError, 'get() of a key that is an object', (m) => m.get({} as never)],
   ['ERR_BAD_KEY', TypeError, 'a key of 1025 bytes', (m) => m.set('k'.repeat(1025), 1)],

@@ -4,7 +4,7 @@ import type { Cache, CacheStats, Compute, FetchOptions, SetOptions, Verification
 import { type Codec, codecId, type CodecOption, deepFreeze, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
-import { checkNames, checkTimeout, FETCH_NAMES, type Names, SET_NAMES } from '../options.js';
+import { checkNames, checkWait, FETCH_NAMES, type Names, SET_NAMES } from '../options.js';
 import { attachKind, closeRegion, createRegion, type Region } from '../region.js';
 import { Counters } from './counters.js';
 import { FetchMarkers } from './fetch.js';
@@ -255,7 +255,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
     if (typeof compute !== 'function') {
       throw shareError('ERR_BAD_OPTION', `compute must be a function, got ${describe(compute)}`);
     }
-    const timeout = checkTimeout(options.timeout);
+    const { timeout, signal } = checkWait(options);
     expiry(this.#view, options.ttl);
     // Counted by how it ends: a hit here or when claiming, a miss when this call computes, else coalesced.
     const hit = this.#read(key, true, true);
@@ -263,7 +263,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       this.#counters.count('hits');
       return hit;
     }
-    return this.#fetches.fetch(key, compute, options.ttl, timeout, options.signal);
+    return this.#fetches.fetch(key, compute, options.ttl, timeout, signal);
   }
 
   /** Removes every entry. */

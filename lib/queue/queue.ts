@@ -11,7 +11,7 @@ import {
   checkMax,
   checkMessageSize,
   checkNames,
-  checkTimeout,
+  checkWait,
   LOCK_ASYNC_NAMES,
   type Names,
   parseBytes,
@@ -226,12 +226,12 @@ export class SharedQueue<T = unknown> implements Queue<T> {
   // Waits on the doorbell until `attempt` gives something, ending at once, with ERR_CLOSED, when close() runs.
   async #wait<R>(attempt: () => R | undefined, options: LockAsyncOptions, explain: (timeout: number) => string) {
     checkNames(options, LOCK_ASYNC_NAMES);
-    const timeout = checkTimeout(options.timeout);
+    const { timeout, signal: given } = checkWait(options);
     const region = this.#handle.open();
     const closing = new AbortController();
     this.#waits.add(closing);
     try {
-      const signal = options.signal ? AbortSignal.any([options.signal, closing.signal]) : closing.signal;
+      const signal = given ? AbortSignal.any([given, closing.signal]) : closing.signal;
       // Every push and take rings: only one killed between its commit and its ring goes unheard, until a look a
       // second later.
       const wait = { timeout, signal, explain: () => explain(timeout), lookMs: LOOK_MS, gapMs: QUEUE_GAP_MS };

@@ -8,7 +8,7 @@ import { type FlightControl, Flights } from '../flight.js';
 import {
   checkMaxKeySize,
   checkNames,
-  checkTimeout,
+  checkWait,
   checkTtl,
   FETCH_NAMES,
   keyFault,
@@ -217,12 +217,12 @@ export class RedisMap<V = unknown> implements Cache<V> {
   async fetch(key: string, compute: Compute<V | undefined>, options: FetchOptions = {}): Promise<V | undefined> {
     checkNames(options, FETCH_NAMES);
     checkFunction('compute', compute);
-    const timeout = checkTimeout(options.timeout);
+    const { timeout, signal } = checkWait(options);
     const ttl = this.#expiry(options.ttl);
     // Counted by how it ends: a hit here or when claiming, a miss when this call computes, else coalesced.
     const hit = await this.#read(key, false);
     if (hit !== undefined) return hit;
-    return this.#fetches.join(key, timeout, options.signal, (control) => this.#fetchShared(key, compute, ttl, control));
+    return this.#fetches.join(key, timeout, signal, (control) => this.#fetchShared(key, compute, ttl, control));
   }
 
   /** Removes every entry. */

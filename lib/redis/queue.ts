@@ -9,7 +9,7 @@ import {
   checkMax,
   checkMessageSize,
   checkNames,
-  checkTimeout,
+  checkWait,
   LOCK_ASYNC_NAMES,
   type Names,
   parseBytes,
@@ -211,11 +211,11 @@ export class RedisQueue<T = unknown> implements Queue<T> {
     explain: (timeout: number) => string,
   ): Promise<R> {
     checkNames(options, LOCK_ASYNC_NAMES);
-    const timeout = checkTimeout(options.timeout);
+    const { timeout, signal: given } = checkWait(options);
     this.#handle.open();
     const closing = new AbortController();
     this.#waits.add(closing);
-    const signal = options.signal ? AbortSignal.any([options.signal, closing.signal]) : closing.signal;
+    const signal = given ? AbortSignal.any([given, closing.signal]) : closing.signal;
     const deadline = performance.now() + timeout;
     try {
       for (;;) {

@@ -16,7 +16,7 @@
 // any this instance has seen.
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { shareError } from '../errors.js';
-import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
+import { CHANGES_NAMES, checkNames, checkWait, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
 import { pollUntil } from '../wait.js';
 import type { ChangesOptions, LockAsyncOptions, LockInfo, Share, WatchOptions } from '../api.js';
 import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
@@ -291,12 +291,12 @@ export class RedisShare<T = unknown> implements Share<T> {
   /** Takes the lock, polling without blocking the event loop; a lease that this instance renews while it holds it. */
   async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
     checkNames(options, LOCK_ASYNC_NAMES);
-    const timeout = checkTimeout(options.timeout);
+    const { timeout, signal } = checkWait(options);
     this.#notLocked();
     return pollUntil(
       () => this.#acquire(),
       timeout,
-      options.signal,
+      signal,
       () => `lock not acquired within ${timeout} ms`,
     );
   }

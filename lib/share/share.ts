@@ -6,7 +6,7 @@ import { RegionHandle } from '../handle.js';
 import { MAX_SIZE } from '../layout.js';
 import { commit, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
 import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from '../lock.js';
-import { CHANGES_NAMES, checkNames, checkTimeout, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
+import { CHANGES_NAMES, checkNames, checkWait, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
 import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from '../region.js';
 import { changes, checkInterval, watch, type Watched } from '../watch.js';
 import { listen, waitOn } from '../bell.js';
@@ -157,14 +157,14 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
    */
   async lockAsync(options: LockAsyncOptions = {}): Promise<LockInfo> {
     checkNames(options, LOCK_ASYNC_NAMES);
-    const timeout = checkTimeout(options.timeout);
+    const { timeout, signal } = checkWait(options);
     return waitOn(
       this.#open(),
       // Another call on this instance may have taken the lock while this one slept; wait for its unlock.
       () => (!this.#handle.locked && tryTakeLock(this.#open()) ? this.#acquired() : undefined),
       {
         timeout,
-        signal: options.signal,
+        signal,
         explain: () => `lock not acquired within ${timeout} ms: ${describeHolder(this.#open())}`,
       },
     );
