@@ -14,10 +14,14 @@ export function checkWait({ timeout = Infinity, signal }: { timeout?: unknown; s
   if (typeof timeout !== 'number' || !(timeout >= 0)) {
     throw shareError('ERR_BAD_OPTION', `timeout must be a non-negative number, got ${describe(timeout)}`);
   }
+  return { timeout, signal: checkSignal(signal) };
+}
+
+export function checkSignal(signal: unknown): AbortSignal | undefined {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw shareError('ERR_BAD_OPTION', `signal must be an AbortSignal, got ${describe(signal)}`);
   }
-  return { timeout, signal };
+  return signal;
 }
 
 export function checkTtl(ttl: unknown): void {

@@ -28,6 +28,7 @@ const table: [ErrorCode, Builtin, string, (share: Share, other: Share) => unknow
   ['ERR_BAD_OPTION', TypeError, 'an empty path', () => MmapShare.create(64, { path: '' })],
   ['ERR_BAD_OPTION', TypeError, 'a negative timeout', (s) => s.lockAsync({ timeout: -1 })],
   ['ERR_BAD_OPTION', TypeError, 'a signal that is not one', (s) => s.lockAsync({ signal: 5 as never })],
+  ['ERR_BAD_OPTION', TypeError, 'changes() with a signal that is not one', (s) => s.changes({ signal: 5 as never })],
   ['ERR_BAD_OPTION', TypeError, 'a codec that is not one', () => MmapShare.create(64, { codec: 'json' as 'v8' })],
   ['ERR_CODEC_MISMATCH', Error, 'attach() with another codec', (s) => MmapShare.attach(s.handle, { codec: 'msgpack' })],
   ['ERR_BAD_OPTION', TypeError, 'update without a function', (s) => s.update(42 as unknown as () => unknown)],

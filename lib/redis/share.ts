@@ -16,7 +16,15 @@
 // any this instance has seen.
 import { type Codec, codecFor, codecId, type CodecOption, resolveCodec } from '../codec.js';
 import { shareError } from '../errors.js';
-import { CHANGES_NAMES, checkNames, checkWait, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
+import {
+  CHANGES_NAMES,
+  checkNames,
+  checkSignal,
+  checkWait,
+  LOCK_ASYNC_NAMES,
+  type Names,
+  WATCH_NAMES,
+} from '../options.js';
 import { pollUntil } from '../wait.js';
 import type { ChangesOptions, LockAsyncOptions, LockInfo, Share, WatchOptions } from '../api.js';
 import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
@@ -250,7 +258,7 @@ export class RedisShare<T = unknown> implements Share<T> {
   async *changes(options: ChangesOptions = {}): AsyncGenerator<T | undefined> {
     this.#handle.open();
     checkNames(options, CHANGES_NAMES);
-    const { signal } = options;
+    const signal = checkSignal(options.signal);
     let wake: (() => void) | undefined;
     let pending: { value: T | undefined } | undefined;
     const stop = this.watch((value) => {

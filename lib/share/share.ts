@@ -6,7 +6,15 @@ import { RegionHandle } from '../handle.js';
 import { MAX_SIZE } from '../layout.js';
 import { commit, type Read, readLocked, readUnlocked, W_COMMIT } from './layout.js';
 import { describeHolder, takeDeadHolder, takeLock, tryTakeLock } from '../lock.js';
-import { CHANGES_NAMES, checkNames, checkWait, LOCK_ASYNC_NAMES, type Names, WATCH_NAMES } from '../options.js';
+import {
+  CHANGES_NAMES,
+  checkNames,
+  checkSignal,
+  checkWait,
+  LOCK_ASYNC_NAMES,
+  type Names,
+  WATCH_NAMES,
+} from '../options.js';
 import { attachKind, checkPlacement, createRegion, type Region, unlinkRegion } from '../region.js';
 import { changes, checkInterval, watch, type Watched } from '../watch.js';
 import { listen, waitOn } from '../bell.js';
@@ -135,7 +143,7 @@ export class MmapShare<T = unknown, Unset extends undefined = undefined> impleme
   changes(options: ChangesOptions = {}): AsyncGenerator<T | Unset> {
     this.#open();
     checkNames(options, CHANGES_NAMES);
-    return changes(this.#watched(), checkInterval(options), options.signal);
+    return changes(this.#watched(), checkInterval(options), checkSignal(options.signal));
   }
 
   /** Takes the exclusive lock, waiting as long as it takes; blocks the thread while it waits. */
