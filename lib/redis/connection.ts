@@ -1,7 +1,8 @@
 // One connection to Redis for a RedisShare or RedisMap: every command goes through call(), which gives replies as
 // Buffers, fails fast while the connection is down instead of queueing, and turns client errors into coded ones.
 import type { RedisClientOptions, RedisClientType } from 'redis';
-import { errnoOf, MmapShareError, shareError } from '../errors.js';
+import { MmapShareError, shareError } from '../errors.js';
+import { requirePeer } from '../peer.js';
 
 /** Where to reach Redis: a URL, or a node-redis client whose options a connection of our own copies. */
 export interface RedisOptions {
@@ -150,23 +151,10 @@ export class Connection {
   }
 }
 
-type Redis = typeof import('redis');
-let redis: Redis | undefined;
+let redis: typeof import('redis') | undefined;
 
 // The optional peer is loaded by the first connection: mmap-share/redis imports without it, and says what to install.
-function loadRedis(): Redis {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- on first use, as lib/codec.ts loads msgpackr
-    return (redis ??= require('redis') as Redis);
-  } catch (error) {
-    if (errnoOf(error) !== 'MODULE_NOT_FOUND') throw error;
-    throw shareError(
-      'ERR_MISSING_PEER',
-      'mmap-share/redis needs the redis package, its peer: npm install redis',
-      error,
-    );
-  }
-}
+const loadRedis = () => (redis ??= requirePeer<typeof import('redis')>('redis', 'mmap-share/redis'));
 
 type Own = RedisClientOptions & Required<Pick<RedisClientOptions, 'socket'>>;
 
