@@ -237,6 +237,18 @@ describe.each(backends)('$name: a map', (backend) => {
     ]);
   });
 
+  it('update() without a ttl keeps the expiry time of an entry, and gives a new entry the map default', async () => {
+    const [map, other] = await backend.map<number>(10_000);
+    await map.set('n', 1, { ttl: 80 });
+    await other.update('n', (n) => (n ?? 0) + 1);
+    await other.update('fresh', () => 1);
+    await sleep(160);
+    expect([await map.get('n'), await map.get('fresh')]).toStrictEqual([undefined, 1]);
+    await map.update('fresh', (n) => (n ?? 0) + 1, { ttl: 40 });
+    await sleep(100);
+    expect(await map.has('fresh')).toBe(false);
+  });
+
   it('fetch() computes a missing value once for every caller of both instances', async () => {
     const [map, other] = await backend.map<string>();
     let computed = 0;

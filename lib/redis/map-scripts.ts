@@ -57,14 +57,17 @@ if value then count('hits') elseif ARGV[1] == '1' then count('misses') end
 return value`;
 
 // Sets (ARGV[1] = '1') or deletes the entry, when it still holds ARGV[2] (ARGV[3] = '1': present; '0': absent; '': any).
-// 0 when it did not; 1 when it changed the entry; 2 when there was nothing to delete.
+// A set entry expires in ARGV[5] ms (0: never); one that existed keeps its expiry when ARGV[6] = '1'. 0 when it did
+// not; 1 when it changed the entry; 2 when there was nothing to delete.
 export const PUT = `${RECORD}
 local current = redis.call('GET', KEYS[2])
 if ARGV[3] == '1' then
   if current ~= ARGV[2] then return 0 end
 elseif ARGV[3] == '0' and current then return 0 end
 if ARGV[1] == '1' then
-  if ARGV[5] ~= '0' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) else redis.call('SET', KEYS[2], ARGV[4]) end
+  if ARGV[6] == '1' and current then redis.call('SET', KEYS[2], ARGV[4], 'KEEPTTL')
+  elseif ARGV[5] ~= '0' then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+  else redis.call('SET', KEYS[2], ARGV[4]) end
   count('sets')
 elseif current then
   redis.call('DEL', KEYS[2])

@@ -186,8 +186,8 @@ export class RedisMap<V = unknown> implements Cache<V> {
   }
 
   /**
-   * Replaces the value of `key` with `fn(current)` atomically, and returns it; `undefined` deletes the key.
-   * Optimistic: when another write came between the read and the write, `fn` runs again on the newer value.
+   * Replaces the value of `key` with `fn(current)` atomically, and returns it; `undefined` deletes the key. Without
+   * `options.ttl`, an entry keeps its expiry time and a new one gets the map's ttl. Optimistic: when another write came between the read and the write, `fn` runs again on the newer value.
    */
   async update(
     key: string,
@@ -197,12 +197,13 @@ export class RedisMap<V = unknown> implements Cache<V> {
     checkNames(options, SET_NAMES);
     checkFunction('fn', fn);
     const ttl = this.#expiry(options.ttl);
+    const keep = options.ttl === undefined;
     const entry = this.#entry(key);
     for (;;) {
       const current = (await this.#call(['GET', entry])) as Buffer | null;
       const next = fn(this.#decode(current));
       const payload = next === undefined ? undefined : encodeOwned(this.#codec, next);
-      if ((await this.#put(entry, current, payload, ttl)) !== 0) return next;
+      if ((await this.#put(entry, current, payload, ttl, keep)) !== 0) return next;
     }
   }
 
@@ -314,9 +315,16 @@ export class RedisMap<V = unknown> implements Cache<V> {
   }
 
   // Writes `payload` (undefined: deletes) if the entry still holds `current` (null: nothing; undefined: whatever).
-  async #put(entry: string, current: Buffer | null | undefined, payload: Buffer | undefined, ttl: number) {
+  // `keep`: an entry that exists keeps its expiry time; `ttl` is then only a new entry's.
+  async #put(
+    entry: string,
+    current: Buffer | null | undefined,
+    payload: Buffer | undefined,
+    ttl: number,
+    keep = false,
+  ) {
     const expect = current === undefined ? '' : current === null ? '0' : '1';
-    const args = [payload ? '1' : '0', current ?? '', expect, payload ?? '', String(ttl)];
+    const args = [payload ? '1' : '0', current ?? '', expect, payload ?? '', String(ttl), keep ? '1' : '0'];
     const result = (await this.#record(PUT, [entry], args)) as number;
     if (result === 1) this.#counts[payload ? 'sets' : 'deletes']++;
     return result;
