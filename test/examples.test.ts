@@ -1,7 +1,7 @@
 // Every example runs with one command and does its job.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from './helpers.js';
+import { request, run, serve } from './helpers.js';
 import { RedisServer } from './redis/server.js';
 
 const example = (name: string) => join(__dirname, '..', 'examples', name, 'index.mjs');
@@ -103,5 +103,51 @@ describe('examples', () => {
         stdout,
       )!;
     expect(Number(waits)).toBeGreaterThan(0);
+  });
+});
+
+describe('web examples, each a 4-worker cluster', () => {
+  const cluster = async (name: string, args: string[] = []) => serve(example(name), ['--port', '0', ...args]);
+  const served = async (stop: () => Promise<{ code: number | null; stderr: string }>) =>
+    expect(await stop()).toMatchObject({ code: 0, stderr: '' });
+
+  it('express: 200 concurrent requests through the rate limit of 50 get exactly 150 429s, from every worker', async () => {
+    const { url, stop } = await cluster('express', ['--limit', '50']);
+    const answers = await Promise.all(Array.from({ length: 200 }, () => request(`${url}/api/hello`)));
+    const statuses = answers.map(({ status }) => status);
+    expect([statuses.filter((s) => s === 200).length, statuses.filter((s) => s === 429).length]).toStrictEqual([
+      50, 150,
+    ]);
+    expect(new Set(answers.map(({ headers }) => headers['x-worker'])).size).toBe(4);
+    // express-rate-limit's validations (a positive integer count, one count a request, a store used by one limiter,
+    // a reset time for the standard headers) log to stderr, which stays empty.
+    await served(stop);
+  });
+
+  it('express: a session made by one worker is found by every other, each visit counted once', async () => {
+    const { url, stop } = await cluster('express');
+    const first = await request(`${url}/visits`);
+    const cookie = first.headers['set-cookie']![0]!.split(';')[0]!;
+    const answers = [first];
+    for (let i = 0; i < 11; i++) answers.push(await request(`${url}/visits`, { cookie }));
+    const visits = answers.map(({ body }) => JSON.parse(body) as { visits: number; worker: number });
+    expect(visits.map(({ visits }) => visits)).toStrictEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(new Set(visits.map(({ worker }) => worker)).size).toBe(4);
+    await served(stop);
+  });
+
+  it.each(['cache-manager', 'nestjs'])('%s: a page cached by one worker is a hit in every other', async (name) => {
+    const { url, stop } = await cluster(name);
+    const answers = [];
+    for (let i = 0; i < 8; i++) answers.push(await request(`${url}/pages/7`));
+    const pages = answers.map(({ status, body, headers }) => ({
+      status,
+      renderedBy: (JSON.parse(body) as { renderedBy: number }).renderedBy,
+      servedBy: Number(headers['x-worker']),
+    }));
+    const renderer = pages[0]!.servedBy;
+    expect(pages.every(({ status, renderedBy }) => status === 200 && renderedBy === renderer)).toBe(true);
+    expect(new Set(pages.map(({ servedBy }) => servedBy)).size).toBe(4);
+    await served(stop);
   });
 });

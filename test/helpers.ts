@@ -1,6 +1,7 @@
 // Fresh resources for each test, closed after it, and child processes driven through IPC handshakes.
 import { type ChildProcess, execFileSync, fork, type ForkOptions, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { get, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
@@ -112,10 +113,55 @@ export function run(
   return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
-/** Whether this machine lets a test make a private mount namespace (unshare -rm), to fake small or missing /dev/shm. */
+/**
+ * Starts a server script (a web example) that prints `listening on <url>` once it serves; stop() sends SIGTERM and
+ * gives what it wrote to stderr, and how it ended.
+ */
+export async function serve(script: string, args: string[] = []) {
+  const child = fork(script, args, { stdio: 'pipe' });
+  defer(() => child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk));
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk;
+      const listening = /^listening on (http:\/\/\S+)/m.exec(stdout);
+      if (listening) resolve(listening[1]!);
+    });
+    void ended.then(() => reject(new Error(`${script} ended before it listened: ${stderr}`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return { ...(await ended), stderr };
+    },
+  };
+}
+
+/** A GET on a connection of its own (no keep-alive), so that a cluster hands each request to its next worker. */
+export function request(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false, headers }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body }));
+    }).on('error', reject);
+  });
+}
+
 /** The kernel's limit on one process's mappings, half of which mmap-share keeps for regions. */
 export const maxMapCount = Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8'));
 
+/** Whether this machine lets a test make a private mount namespace (unshare -rm), to fake small or missing /dev/shm. */
 export const canMakeMountNamespace = spawnSync('unshare', ['-rm', 'true']).status === 0;
 
 /** Whether this machine lets a test run a process in a pid namespace of its own (unshare -rpf). */

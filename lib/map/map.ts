@@ -11,6 +11,7 @@ import { FetchMarkers } from './fetch.js';
 import {
   attachView,
   CHUNK,
+  type EvictionPolicy,
   type Exclusive,
   F_DELETES,
   F_EVICTIONS,
@@ -343,6 +344,11 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   [Symbol.iterator](): Generator<[string, V]> {
     return this.entries();
+  }
+
+  /** What a set does when the map is full: 'lru' evicts the least recently used entries; 'none' refuses. */
+  get eviction(): EvictionPolicy {
+    return this.#open().policy;
   }
 
   /** What another process passes to `SharedMap.attach()` to reach this map. */

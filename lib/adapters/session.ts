@@ -1,0 +1,142 @@
+// The express-session entry, `mmap-share/session`: a session store in a SharedMap, so that a session made by one
+// worker of a cluster is found by every other (its MemoryStore keeps each in the process that made it); over a
+// RedisMap, by every machine. A session expires with its cookie, by the map's TTL.
+//
+// Losing a session logs its user out, so a store refuses a map that evicts when full unless told it may: over a map
+// made with eviction 'none', a session that does not fit fails with ERR_NO_SPACE and every stored one stays.
+import type { SessionData, Store as SessionStoreBase } from 'express-session';
+import type { Cache } from '../api.js';
+import { describe, shareError } from '../errors.js';
+import { checkNames, checkTtl } from '../options.js';
+import { requirePeer } from '../peer.js';
+import { checkCache, clearUnder, keysUnder } from './cache.js';
+
+export { MmapShareError, type ErrorCode } from '../errors.js';
+
+const { Store } = requirePeer<{ Store: typeof SessionStoreBase }>('express-session', 'mmap-share/session');
+
+export interface SessionStoreOptions {
+  /** Put before every session id, so that several stores share a map. Default: 'sess:'. */
+  prefix?: string;
+  /** Milliseconds a session lives when its cookie has no expiry (a browser-session cookie). Default: one day. */
+  ttl?: number;
+  /**
+   * Lets the store live in a map that evicts its least recently used entries when full (SharedMap's default), at the
+   * cost of logging out the users whose sessions are evicted. Default: false, which refuses such a map.
+   */
+  allowEviction?: boolean;
+}
+
+const OPTION_NAMES = { prefix: true, ttl: true, allowEviction: true } as const;
+const DAY_MS = 86_400_000;
+
+type Callback<T> = (error: unknown, result?: T) => void;
+
+/**
+ * An express-session store over `cache`: `session({ store: new SessionStore(SharedMap.attach('sessions')), ... })`.
+ * Each method takes express-session's callback, or returns a promise when given none.
+ */
+export class SessionStore extends Store {
+  readonly prefix: string;
+  readonly #cache: Cache<SessionData>;
+  readonly #ttl: number;
+
+  constructor(cache: Cache<unknown>, options: SessionStoreOptions = {}) {
+    super();
+    checkNames(options, OPTION_NAMES);
+    const { prefix = 'sess:', ttl = DAY_MS, allowEviction = false } = options;
+    if (typeof prefix !== 'string') throw shareError('ERR_BAD_OPTION', `prefix must be a string, got ${describe(prefix)}`);
+    checkTtl(ttl);
+    if (typeof allowEviction !== 'boolean') {
+      throw shareError('ERR_BAD_OPTION', `allowEviction must be a boolean, got ${describe(allowEviction)}`);
+    }
+    this.#cache = checkCache(cache as Cache<SessionData>, 'SessionStore');
+    if ((cache as { eviction?: string }).eviction === 'lru' && !allowEviction) {
+      throw shareError(
+        'ERR_BAD_OPTION',
+        "SessionStore refuses a map that evicts when full, since a session evicted logs its user out: create the map with eviction: 'none' (a session that does not fit then fails with ERR_NO_SPACE), or pass { allowEviction: true }",
+      );
+    }
+    this.prefix = prefix;
+    this.#ttl = ttl;
+  }
+
+  /** The session of `sid`, or null when there is none (or it expired). */
+  override get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
+    return settle(async () => (await this.#cache.get(this.prefix + sid)) ?? null, callback);
+  }
+
+  /** Stores `session` until its cookie expires; one whose cookie has expired is destroyed instead. */
+  override set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
+    return settle(async () => {
+      const ttl = this.#ttlOf(session);
+      if (ttl <= 0) await this.#cache.delete(this.prefix + sid);
+      else await this.#cache.set(this.prefix + sid, stored(session), { ttl });
+    }, callback);
+  }
+
+  /**
+   * Gives the session of `sid` the expiry of `session`'s cookie, keeping what is stored: a request that only read
+   * its session must not undo what another request wrote meanwhile. A session that is gone stays gone.
+   */
+  override touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
+    return settle(async () => {
+      const ttl = this.#ttlOf(session);
+      if (ttl <= 0) return void (await this.#cache.delete(this.prefix + sid));
+      const { cookie } = stored(session);
+      await this.#cache.update(this.prefix + sid, (current) => current && { ...current, cookie }, { ttl });
+    }, callback);
+  }
+
+  override destroy(sid: string, callback?: Callback<void>): Promise<void> | void {
+    return settle(async () => void (await this.#cache.delete(this.prefix + sid)), callback);
+  }
+
+  /** Every session of this store, by session id, as express-session's MemoryStore gives them. */
+  override all(callback?: Callback<Record<string, SessionData>>): Promise<Record<string, SessionData>> | void {
+    return settle(async () => {
+      const sessions: Record<string, SessionData> = {};
+      for (const key of await keysUnder(this.#cache, this.prefix)) {
+        const session = await this.#cache.peek(key);
+        if (session !== undefined) sessions[key.slice(this.prefix.length)] = session;
+      }
+      return sessions;
+    }, callback);
+  }
+
+  override length(callback?: Callback<number>): Promise<number> | void {
+    return settle(async () => (await keysUnder(this.#cache, this.prefix)).length, callback);
+  }
+
+  /** Removes every session of this store's prefix; every key of the map when the prefix is ''. */
+  override clear(callback?: Callback<void>): Promise<void> | void {
+    return settle(() => clearUnder(this.#cache, this.prefix), callback);
+  }
+
+  /** Closes the map: call it once the map's last user in this process is done with it. */
+  async close(): Promise<void> {
+    await this.#cache.close();
+  }
+
+  // Milliseconds until the cookie expires; the store's ttl for a cookie without an expiry.
+  #ttlOf(session: SessionData): number {
+    const expires = session.cookie?.expires;
+    return expires ? Math.ceil(new Date(expires).getTime() - Date.now()) : this.#ttl;
+  }
+}
+
+// The session as stored: its own fields, and the cookie's settings (a Cookie's are behind accessors).
+function stored(session: SessionData): SessionData {
+  const cookie = session.cookie as SessionData['cookie'] & { toJSON?: () => SessionData['cookie'] };
+  return { ...session, cookie: typeof cookie?.toJSON === 'function' ? cookie.toJSON() : cookie };
+}
+
+// Runs `work`, then calls `callback` with its outcome, or returns it as a promise when there is no callback.
+function settle<T>(work: () => Promise<T>, callback: Callback<T> | undefined): Promise<T> | void {
+  const done = work();
+  if (callback === undefined) return done;
+  done.then(
+    (result) => callback(null, result),
+    (error: unknown) => callback(error),
+  );
+}
