@@ -45,7 +45,8 @@ export class SessionStore extends Store {
     super();
     checkNames(options, OPTION_NAMES);
     const { prefix = 'sess:', ttl = DAY_MS, allowEviction = false } = options;
-    if (typeof prefix !== 'string') throw shareError('ERR_BAD_OPTION', `prefix must be a string, got ${describe(prefix)}`);
+    if (typeof prefix !== 'string')
+      throw shareError('ERR_BAD_OPTION', `prefix must be a string, got ${describe(prefix)}`);
     checkTtl(ttl);
     if (typeof allowEviction !== 'boolean') {
       throw shareError('ERR_BAD_OPTION', `allowEviction must be a boolean, got ${describe(allowEviction)}`);
