@@ -1,7 +1,8 @@
 // `npm run bench`: every contestant, workload and size in one run, each scenario in fresh processes, then the
-// SharedMap workloads (bench/map.mjs), the wake-ups (bench/wakeups.mjs) and the queue (bench/queue.mjs). Prints
-// Markdown tables (stdout) and writes JSON to bench/results/; progress goes to stderr.
-// Flags: --quick (shorter runs), --workloads=get,set,map,wakeups  --sizes=100B,10KB  --contestants=lmdb,floor
+// SharedMap workloads (bench/map.mjs), the wake-ups (bench/wakeups.mjs), the queue (bench/queue.mjs) and the
+// adapters (bench/adapters.mjs). Prints Markdown tables (stdout) and writes JSON to bench/results/; progress goes to
+// stderr. Flags: --quick (shorter runs), --workloads=get,set,map,wakeups,queue,adapters  --sizes=100B,10KB
+// --contestants=lmdb,floor
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,12 +18,11 @@ if (redis) process.env.BENCH_REDIS_URL = redis.url;
 else process.stderr.write('redis-server is not installed: the Redis contestants sit out\n');
 const { contestants } = await import('./contestants.mjs');
 
-const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', 'map', 'wakeups', 'queue']).filter(
-  (w) => w !== 'map' && w !== 'wakeups' && w !== 'queue',
+// The workloads run here; the others are scripts of their own, run after.
+const SCRIPTS = { map: 'map.mjs', wakeups: 'wakeups.mjs', queue: 'queue.mjs', adapters: 'adapters.mjs' };
+const WORKLOADS = pick('workloads', ['get', 'set', 'update', 'broadcast', ...Object.keys(SCRIPTS)]).filter(
+  (w) => !(w in SCRIPTS),
 );
-const MAP = !flags.workloads || flags.workloads.split(',').includes('map');
-const WAKEUPS = !flags.workloads || flags.workloads.split(',').includes('wakeups');
-const QUEUE = !flags.workloads || flags.workloads.split(',').includes('queue');
 const SIZE_NAMES = pick('sizes', Object.keys(SIZES));
 const NAMES = pick('contestants', Object.keys(contestants));
 const BASELINE = 'mmap-share v8';
@@ -109,28 +109,11 @@ const file = new URL(`results/${new Date().toISOString().replace(/[:.]/g, '-')}.
 writeFileSync(file, JSON.stringify({ machine, rows, raw }, null, 2));
 process.stderr.write(`results: ${file.pathname}\n`);
 results.close();
-if (MAP) {
+for (const [workload, script] of Object.entries(SCRIPTS)) {
+  if (flags.workloads && !flags.workloads.split(',').includes(workload)) continue;
   execFileSync(
     process.execPath,
-    [new URL('map.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
-    {
-      stdio: 'inherit',
-    },
-  );
-}
-if (WAKEUPS) {
-  execFileSync(
-    process.execPath,
-    [new URL('wakeups.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
-    {
-      stdio: 'inherit',
-    },
-  );
-}
-if (QUEUE) {
-  execFileSync(
-    process.execPath,
-    [new URL('queue.mjs', import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
+    [new URL(script, import.meta.url).pathname, ...('quick' in flags ? ['--quick'] : [])],
     {
       stdio: 'inherit',
     },

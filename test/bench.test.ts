@@ -65,4 +65,15 @@ describe('npm run bench', () => {
     expect(rows('latency', 'exact')).toStrictEqual(peers);
     expect(rows('1->4', 'one consumer only')).toStrictEqual(peers);
   });
+
+  it('runs the adapters through Keyv and express-rate-limit beside their in-memory and Redis stores', () => {
+    const out = bench('adapters.mjs', '--quick');
+    expect(out).not.toContain('failed');
+    const rows = (unit: string) =>
+      out
+        .split(`#### ${unit}`)[1]!
+        .split('####')[0]!
+        .match(/^\| [^|]+ \| [\d,]+ \| [\d.]+ \|$/gm);
+    expect([rows('keyv-get'), rows('keyv-set'), rows('erl-increment')].map((r) => r?.length)).toStrictEqual([6, 6, 5]);
+  });
 });

@@ -24,7 +24,8 @@ const { values: args } = parseArgs({
 
 if (cluster.isPrimary) {
   // Made by the primary, and named, so that every worker attaches to them; they go with the last process.
-  SharedMap.create({ name: 'rate_limits', capacity: '4MB' });
+  // A count is plain data, which msgpack encodes several times faster than v8 does.
+  SharedMap.create({ name: 'rate_limits', capacity: '4MB', codec: 'msgpack' });
   // A map that evicts would log users out when full: this one refuses a new session instead (ERR_NO_SPACE).
   SharedMap.create({ name: 'sessions', capacity: '16MB', eviction: 'none' });
   await startCluster(Number(args.workers), Number(args.port));
