@@ -131,7 +131,7 @@ describe('KeyvStore', () => {
     const own = fresh({ name: 'keyv-shared' });
     const keyv = new Keyv({ store: new KeyvStore(own) });
     await keyv.set('greeting', { text: 'hello' });
-    const peer = new Peer({}, 'keyv-peer.mjs');
+    const peer = new Peer({}, 'adapter-peer.mjs');
     defer(() => void peer.kill());
     expect(await peer.call('get', { name: 'keyv-shared', key: 'greeting' })).toStrictEqual({ text: 'hello' });
     await peer.call('set', { name: 'keyv-shared', key: 'reply', value: [1, 2] });

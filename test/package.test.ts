@@ -112,4 +112,52 @@ describe('the source tree', () => {
     });
     expect(misfits).toStrictEqual([]);
   });
+
+  it.each([
+    ['keyv', 'KeyvStore', 'keyv'],
+    ['rate-limit', 'RateLimitStore', 'express-rate-limit'],
+    ['session', 'SessionStore', 'express-session'],
+  ])(
+    'loads mmap-share/%s from CommonJS and ESM, one %s for both, loading no other peer and no addon',
+    (entry, name) => {
+      const script = `
+      const cjs = require('mmap-share/${entry}');
+      import('mmap-share/${entry}').then((esm) => {
+        const loaded = Object.keys(require.cache);
+        const peers = ['redis', 'keyv', 'express-rate-limit', 'express-session'].filter((peer) =>
+          loaded.some((file) => file.includes('/node_modules/' + peer + '/')),
+        );
+        console.log(JSON.stringify({
+          sameClass: cjs.${name} === esm.${name},
+          sameError: esm.MmapShareError === require('mmap-share').MmapShareError,
+          exports: Object.keys(esm).sort(),
+          peers,
+          addons: loaded.some((file) => /mmap-io|fs-ext/.test(file)),
+        }));
+      });`;
+      const out = execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+      expect(JSON.parse(out)).toStrictEqual({
+        sameClass: true,
+        sameError: true,
+        exports: ['MmapShareError', name].sort(),
+        peers: entry === 'session' ? ['express-session'] : [],
+        addons: false,
+      });
+    },
+  );
+
+  it('says which package to install when mmap-share/session is loaded without express-session', () => {
+    const script = `
+      let caught;
+      try { require('mmap-share/session') } catch (error) { caught = error }
+      console.log(JSON.stringify({ code: caught.code, message: caught.message, cause: caught.cause.code }));`;
+    const env = { ...process.env, MISSING_PEER: 'express-session' };
+    const broken = join(__dirname, 'fixtures', 'no-peer.cjs');
+    const out = execFileSync(process.execPath, ['-r', broken, '-e', script], { cwd: root, encoding: 'utf8', env });
+    expect(JSON.parse(out)).toStrictEqual({
+      code: 'ERR_MISSING_PEER',
+      message: 'mmap-share/session needs the express-session package, its peer: npm install express-session',
+      cause: 'MODULE_NOT_FOUND',
+    });
+  });
 });

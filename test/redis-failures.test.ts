@@ -84,7 +84,7 @@ describe('without the redis peer installed', () => {
   };
   const node = (args: string[]) =>
     JSON.parse(
-      execFileSync(process.execPath, ['-r', fixture('no-redis.cjs'), ...args], { cwd: root, encoding: 'utf8' }),
+      execFileSync(process.execPath, ['-r', fixture('no-peer.cjs'), ...args], { cwd: root, encoding: 'utf8' }),
     );
 
   it('require("mmap-share/redis") works; create() and attach() reject with ERR_MISSING_PEER', () => {

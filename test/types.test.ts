@@ -1,5 +1,10 @@
 // The typed public surface of both entries, checked against the declarations in dist/ that users get: these
 // assertions are checked by `tsc -p tsconfig.json` (vitest only runs them as no-ops), so the types cannot drift.
+import { createCache } from 'cache-manager';
+import { rateLimit, type Store as RateLimitStoreType } from 'express-rate-limit';
+import session, { type SessionData, type Store as SessionStoreType } from 'express-session';
+import Keyv from 'keyv';
+import Keyv6 from 'keyv6';
 import { describe, expectTypeOf, it } from 'vitest';
 import type * as cjs from '../dist/index.js';
 import {
@@ -20,6 +25,12 @@ import {
   SharedMap,
   type WatchOptions,
 } from '../dist/index.mjs';
+import type * as keyvCjs from '../dist/adapters/keyv.js';
+import { KeyvStore } from '../dist/adapters/keyv.mjs';
+import type * as rateLimitCjs from '../dist/adapters/rate-limit.js';
+import { RateLimitStore } from '../dist/adapters/rate-limit.mjs';
+import type * as sessionCjs from '../dist/adapters/session.js';
+import { SessionStore } from '../dist/adapters/session.mjs';
 import type * as redisCjs from '../dist/redis/index.js';
 import * as redis from '../dist/redis/index.mjs';
 
@@ -171,5 +182,28 @@ describe('types of mmap-share/redis', () => {
     expectTypeOf<redisCjs.RedisShare<number>>().toEqualTypeOf<redis.RedisShare<number>>();
     expectTypeOf<redisCjs.RedisMap<number>>().toEqualTypeOf<redis.RedisMap<number>>();
     expectTypeOf<redisCjs.Compute<number>>().toEqualTypeOf<redis.Compute<number>>();
+  });
+});
+
+describe('types of the adapter entries', () => {
+  it('each store is what its library takes, over a SharedMap or a RedisMap', () => {
+    expectTypeOf((map: SharedMap) => createCache({ stores: [new Keyv({ store: new KeyvStore(map) })] })).toBeFunction();
+    expectTypeOf((map: redis.RedisMap) => new Keyv6({ store: new KeyvStore(map) })).toBeFunction();
+    expectTypeOf<RateLimitStore>().toExtend<RateLimitStoreType>();
+    expectTypeOf((map: SharedMap) => rateLimit({ store: new RateLimitStore(map, { prefix: 'api:' }) })).toBeFunction();
+    expectTypeOf<SessionStore>().toExtend<SessionStoreType>();
+    expectTypeOf((map: redis.RedisMap) => session({ store: new SessionStore(map), secret: 's' })).toBeFunction();
+  });
+
+  it("a SessionStore's methods give a promise without a callback", () => {
+    expectTypeOf((store: SessionStore) => store.get('sid')).returns.toEqualTypeOf<Promise<SessionData | null>>();
+    expectTypeOf((store: SessionStore) => store.get('sid', () => {})).returns.toEqualTypeOf<void>();
+    expectTypeOf((store: SessionStore) => store.length()).returns.toEqualTypeOf<Promise<number>>();
+  });
+
+  it('the CommonJS and ESM declarations agree', () => {
+    expectTypeOf<keyvCjs.KeyvStore>().toEqualTypeOf<KeyvStore>();
+    expectTypeOf<rateLimitCjs.RateLimitStore>().toEqualTypeOf<RateLimitStore>();
+    expectTypeOf<sessionCjs.SessionStore>().toEqualTypeOf<SessionStore>();
   });
 });

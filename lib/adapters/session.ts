@@ -63,11 +63,15 @@ export class SessionStore extends Store {
   }
 
   /** The session of `sid`, or null when there is none (or it expired). */
+  override get(sid: string): Promise<SessionData | null>;
+  override get(sid: string, callback: Callback<SessionData | null>): void;
   override get(sid: string, callback?: Callback<SessionData | null>): Promise<SessionData | null> | void {
     return settle(async () => (await this.#cache.get(this.prefix + sid)) ?? null, callback);
   }
 
   /** Stores `session` until its cookie expires; one whose cookie has expired is destroyed instead. */
+  override set(sid: string, session: SessionData): Promise<void>;
+  override set(sid: string, session: SessionData, callback: Callback<void>): void;
   override set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
     return settle(async () => {
       const ttl = this.#ttlOf(session);
@@ -80,6 +84,8 @@ export class SessionStore extends Store {
    * Gives the session of `sid` the expiry of `session`'s cookie, keeping what is stored: a request that only read
    * its session must not undo what another request wrote meanwhile. A session that is gone stays gone.
    */
+  override touch(sid: string, session: SessionData): Promise<void>;
+  override touch(sid: string, session: SessionData, callback: Callback<void>): void;
   override touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
     return settle(async () => {
       const ttl = this.#ttlOf(session);
@@ -89,11 +95,15 @@ export class SessionStore extends Store {
     }, callback);
   }
 
+  override destroy(sid: string): Promise<void>;
+  override destroy(sid: string, callback: Callback<void>): void;
   override destroy(sid: string, callback?: Callback<void>): Promise<void> | void {
     return settle(async () => void (await this.#cache.delete(this.prefix + sid)), callback);
   }
 
   /** Every session of this store, by session id, as express-session's MemoryStore gives them. */
+  override all(): Promise<Record<string, SessionData>>;
+  override all(callback: Callback<Record<string, SessionData>>): void;
   override all(callback?: Callback<Record<string, SessionData>>): Promise<Record<string, SessionData>> | void {
     return settle(async () => {
       const sessions: Record<string, SessionData> = {};
@@ -105,11 +115,15 @@ export class SessionStore extends Store {
     }, callback);
   }
 
+  override length(): Promise<number>;
+  override length(callback: Callback<number>): void;
   override length(callback?: Callback<number>): Promise<number> | void {
     return settle(async () => (await keysUnder(this.#cache, this.prefix)).length, callback);
   }
 
   /** Removes every session of this store's prefix; every key of the map when the prefix is ''. */
+  override clear(): Promise<void>;
+  override clear(callback: Callback<void>): void;
   override clear(callback?: Callback<void>): Promise<void> | void {
     return settle(() => clearUnder(this.#cache, this.prefix), callback);
   }
