@@ -18,13 +18,25 @@ const snippets = [...readme.matchAll(/(?:<!-- given: (.*?) -->\n\n)?```ts\n([\s\
 const work = mkdtempSync(join(tmpdir(), 'mmap-share-readme-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-// A project whose node_modules holds mmap-share (this package) and the types it needs.
+// What a snippet may import beside mmap-share: the optional peers of its entries, the libraries the adapters are for.
+const PEERS = [
+  'redis',
+  'keyv',
+  'cache-manager',
+  'express',
+  'express-rate-limit',
+  'express-session',
+  '@types/node',
+  '@types/express',
+  '@types/express-session',
+];
+
+// A project whose node_modules holds mmap-share (this package), its peers and the types they need.
 function project(name: string, given: string, code: string): string {
   const dir = join(work, name);
   mkdirSync(join(dir, 'node_modules', '@types'), { recursive: true });
   symlinkSync(root, join(dir, 'node_modules', 'mmap-share'));
-  symlinkSync(join(root, 'node_modules', 'redis'), join(dir, 'node_modules', 'redis'));
-  symlinkSync(join(root, 'node_modules', '@types', 'node'), join(dir, 'node_modules', '@types', 'node'));
+  for (const peer of PEERS) symlinkSync(join(root, 'node_modules', peer), join(dir, 'node_modules', peer));
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, type: 'module', private: true }));
   writeFileSync(join(dir, 'given.d.ts'), given);
   writeFileSync(join(dir, 'snippet.mts'), code);
