@@ -1,6 +1,7 @@
 // The adapters of `npm run bench`, each contestant in a fresh process, one call awaited after another:
-//   keyv-get, keyv-set: Keyv through KeyvStore over a SharedMap, against Keyv over its in-memory Map (one process,
-//         not shared) and over @keyv/redis; and KeyvStore alone against the bare SharedMap it adds to
+//   keyv-get, keyv-set: Keyv through KeyvStore over a SharedMap of each codec (Keyv hands its store strings, which
+//         msgpack encodes fastest), against Keyv over its in-memory Map (one process, not shared) and over
+//         @keyv/redis; and KeyvStore alone against the bare SharedMap it adds to
 //   erl-increment: express-rate-limit's increment() through RateLimitStore, over a SharedMap of each codec (a count
 //         is plain data: msgpack's), against its MemoryStore (per process) and rate-limit-redis
 //   node bench/adapters.mjs [--quick] [--workloads=keyv-get,erl-increment] [--contestants=a,b]
@@ -36,7 +37,8 @@ const url = process.env.BENCH_REDIS_URL;
 function workloads(redis) {
   const keyv = {
     names: [
-      'Keyv + KeyvStore (SharedMap)',
+      'Keyv + KeyvStore (SharedMap v8)',
+      'Keyv + KeyvStore (SharedMap msgpack)',
       'Keyv + Map (one process)',
       ...(redis ? ['Keyv + @keyv/redis', 'Keyv + KeyvStore (RedisMap)'] : []),
       'KeyvStore alone (SharedMap)',
@@ -62,10 +64,9 @@ function workloads(redis) {
 
 // Each contestant: what it opens, and one operation of each workload on key number i.
 const contestants = {
-  'Keyv + KeyvStore (SharedMap)': async () => {
-    const keyv = new Keyv({ store: new KeyvStore(SharedMap.create({ capacity: '16MB' })) });
-    return { get: (i) => keyv.get(`k${i}`), set: (i) => keyv.set(`k${i}`, value) };
-  },
+  'Keyv + KeyvStore (SharedMap v8)': async () => keyvOver(SharedMap.create({ capacity: '16MB' })),
+  'Keyv + KeyvStore (SharedMap msgpack)': async () =>
+    keyvOver(SharedMap.create({ capacity: '16MB', codec: 'msgpack' })),
   'Keyv + Map (one process)': async () => {
     const keyv = new Keyv();
     return { get: (i) => keyv.get(`k${i}`), set: (i) => keyv.set(`k${i}`, value) };
@@ -74,18 +75,14 @@ const contestants = {
     const keyv = new Keyv({ store: new KeyvRedis(url), useKeyPrefix: false });
     return { get: (i) => keyv.get(`k${i}`), set: (i) => keyv.set(`k${i}`, value), close: () => keyv.disconnect() };
   },
-  'Keyv + KeyvStore (RedisMap)': async () => {
-    const map = await RedisMap.create(`bench-keyv-${process.pid}`, { url });
-    const keyv = new Keyv({ store: new KeyvStore(map) });
-    return { get: (i) => keyv.get(`k${i}`), set: (i) => keyv.set(`k${i}`, value), close: () => keyv.disconnect() };
-  },
+  'Keyv + KeyvStore (RedisMap)': async () => keyvOver(await RedisMap.create(`bench-keyv-${process.pid}`, { url })),
   'KeyvStore alone (SharedMap)': async () => {
     const store = new KeyvStore(SharedMap.create({ capacity: '16MB' }));
-    return { get: (i) => store.get(`keyv:k${i}`), set: (i) => store.set(`keyv:k${i}`, stored) };
+    return { get: (i) => store.get(`keyv:k${i}`), set: (i) => store.set(`keyv:k${i}`, stored), stored };
   },
   'SharedMap bare': async () => {
     const map = SharedMap.create({ capacity: '16MB' });
-    return { get: (i) => map.get(`keyv:k${i}`), set: (i) => map.set(`keyv:k${i}`, stored), sync: true };
+    return { get: (i) => map.get(`keyv:k${i}`), set: (i) => map.set(`keyv:k${i}`, stored), stored, sync: true };
   },
   'RateLimitStore (SharedMap v8)': async () => limiter(new RateLimitStore(SharedMap.create({ capacity: '16MB' }))),
   'RateLimitStore (SharedMap msgpack)': async () =>
@@ -100,26 +97,40 @@ const contestants = {
   },
 };
 
-function limiter(store) {
-  store.init({ windowMs: WINDOW_MS });
-  return { increment: (i) => store.increment(`client-${i}`), close: () => store.shutdown?.() };
+function keyvOver(map) {
+  const keyv = new Keyv({ store: new KeyvStore(map) });
+  return { get: (i) => keyv.get(`k${i}`), set: (i) => keyv.set(`k${i}`, value), close: () => keyv.disconnect() };
 }
 
-// The best of ROUNDS rounds of ROUND_MS, each one op awaited after another over KEYS keys.
+function limiter(store) {
+  store.init({ windowMs: WINDOW_MS });
+  return { increment: async (i) => store.increment(`client-${i}`), close: () => store.shutdown?.() };
+}
+
+// The best of ROUNDS rounds of ROUND_MS, each one op awaited after another over KEYS keys; then a check that the ops
+// did their work: a get gives what was set, an increment counts every earlier one.
 async function scenario(workload, name) {
   const contestant = await contestants[name]();
   const op = contestant[workload.split('-')[1]];
   if (workload === 'keyv-get') for (let i = 0; i < KEYS; i++) await contestant.set(i);
   let best = 0;
+  let firstKeyOps = 0;
   for (let round = 0; round <= ROUNDS; round++) {
     let count = 0;
     const start = performance.now();
     const until = start + ROUND_MS;
     if (contestant.sync) while (performance.now() < until) for (let j = 0; j < 100; j++) op(count++ % KEYS);
     else while (performance.now() < until) for (let j = 0; j < 100; j++) await op(count++ % KEYS);
+    firstKeyOps += Math.ceil(count / KEYS);
     // Round 0 warms up.
     if (round > 0) best = Math.max(best, (count * 1000) / (performance.now() - start));
   }
+  const check = {
+    'keyv-get': async () => JSON.stringify(await contestant.get(0)) === JSON.stringify(contestant.stored ?? value),
+    'keyv-set': async () => JSON.stringify(await contestant.get(0)) === JSON.stringify(contestant.stored ?? value),
+    'erl-increment': async () => (await contestant.increment(0)).totalHits === firstKeyOps + 1,
+  };
+  if (!(await check[workload]())) throw new Error(`${name} did not do its ${workload}`);
   await contestant.close?.();
   return best;
 }
