@@ -53,7 +53,7 @@ export class KeyvStore extends EventEmitter {
   }
 
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
-    await this.#cache.set(key, value, ttl === undefined ? {} : { ttl });
+    await (ttl === undefined ? this.#cache.set(key, value) : this.#cache.set(key, value, { ttl }));
     return true;
   }
 
