@@ -17,6 +17,14 @@ export function checkCache<V>(cache: Cache<V>, store: string): Cache<V> {
   return cache;
 }
 
+/** A store's `prefix` option, `fallback` when it is not given; ERR_BAD_OPTION when it is not a string. */
+export function checkPrefix(prefix: unknown, fallback: string): string {
+  if (prefix === undefined) return fallback;
+  if (typeof prefix !== 'string')
+    throw shareError('ERR_BAD_OPTION', `prefix must be a string, got ${describe(prefix)}`);
+  return prefix;
+}
+
 /** The keys of `cache` that start with `prefix`, every one listed before the caller sees any, so it may delete them. */
 export async function keysUnder(cache: Cache<unknown>, prefix: string): Promise<string[]> {
   const keys: string[] = [];

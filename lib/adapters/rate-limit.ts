@@ -9,7 +9,7 @@ import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'exp
 import type { Cache } from '../api.js';
 import { shareError } from '../errors.js';
 import { checkNames, checkTtl } from '../options.js';
-import { checkCache, clearUnder } from './cache.js';
+import { checkCache, checkPrefix, clearUnder } from './cache.js';
 
 export { MmapShareError, type ErrorCode } from '../errors.js';
 
@@ -36,10 +36,8 @@ export class RateLimitStore implements Store {
 
   constructor(cache: Cache<unknown>, options: RateLimitStoreOptions = {}) {
     checkNames(options, { prefix: true });
-    const { prefix = 'rl:' } = options;
-    if (typeof prefix !== 'string') throw shareError('ERR_BAD_OPTION', `prefix must be a string, got ${typeof prefix}`);
+    this.prefix = checkPrefix(options.prefix, 'rl:');
     this.#cache = checkCache(cache as Cache<Window>, 'RateLimitStore');
-    this.prefix = prefix;
   }
 
   /** Called by express-rate-limit with its options: a window lasts `windowMs`. */

@@ -9,7 +9,7 @@ import type { Cache } from '../api.js';
 import { describe, shareError } from '../errors.js';
 import { checkNames, checkTtl } from '../options.js';
 import { requirePeer } from '../peer.js';
-import { checkCache, clearUnder, keysUnder } from './cache.js';
+import { checkCache, checkPrefix, clearUnder, keysUnder } from './cache.js';
 
 export { MmapShareError, type ErrorCode } from '../errors.js';
 
@@ -44,9 +44,8 @@ export class SessionStore extends Store {
   constructor(cache: Cache<unknown>, options: SessionStoreOptions = {}) {
     super();
     checkNames(options, OPTION_NAMES);
-    const { prefix = 'sess:', ttl = DAY_MS, allowEviction = false } = options;
-    if (typeof prefix !== 'string')
-      throw shareError('ERR_BAD_OPTION', `prefix must be a string, got ${describe(prefix)}`);
+    const { ttl = DAY_MS, allowEviction = false } = options;
+    this.prefix = checkPrefix(options.prefix, 'sess:');
     checkTtl(ttl);
     if (typeof allowEviction !== 'boolean') {
       throw shareError('ERR_BAD_OPTION', `allowEviction must be a boolean, got ${describe(allowEviction)}`);
@@ -58,7 +57,6 @@ export class SessionStore extends Store {
         "SessionStore refuses a map that evicts when full, since a session evicted logs its user out: create the map with eviction: 'none' (a session that does not fit then fails with ERR_NO_SPACE), or pass { allowEviction: true }",
       );
     }
-    this.prefix = prefix;
     this.#ttl = ttl;
   }
 
