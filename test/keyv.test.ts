@@ -112,6 +112,18 @@ describe('KeyvStore', () => {
     expect([await keyv.get('k'), await keyv.get('m'), await keyv.get('n')]).toStrictEqual(['small', 'fits', undefined]);
   });
 
+  it('setMany() called with no error listener still sets every entry that fits', async () => {
+    const own = fresh({ maxValueSize: 100 });
+    const store = new KeyvStore(own);
+    const entries = [
+      { key: 'a', value: 1 },
+      { key: 'b', value: 'y'.repeat(200) },
+      { key: 'c', value: 3 },
+    ];
+    expect(await store.setMany(entries)).toStrictEqual([true, false, true]);
+    expect([own.get('a'), own.get('b'), own.get('c')]).toStrictEqual([1, undefined, 3]);
+  });
+
   it('refuses what is not a map with ERR_BAD_OPTION', () => {
     for (const bad of [undefined, {}, new Map()]) {
       expect(() => new KeyvStore(bad as unknown as Cache<unknown>)).toThrow(

@@ -56,6 +56,24 @@ describe('SharedMap across processes', () => {
     expect(m.verify().ok).toBe(true);
   });
 
+  it('a set() or update() that waited for the lock counts its ttl from its write, not from its call', async () => {
+    const m = map<number>();
+    const [holder] = await peers(1, m.handle);
+    const writes = [(ttl: number) => m.set('k', 1, { ttl }), (ttl: number) => m.update('k', () => 2, { ttl })];
+    for (const write of writes) {
+      const holding = holder!.notice();
+      const held = holder!.call('holdFor', { key: 'held', ms: 300 });
+      await holding;
+      const called = Date.now();
+      write(200);
+      // It waited for the lock longer than its ttl: counted from the call, the entry would be born expired.
+      expect(Date.now() - called).toBeGreaterThan(250);
+      expect(m.has('k')).toBe(true);
+      await held;
+      m.delete('k');
+    }
+  });
+
   it('fetch() from 8 processes of one missing key runs compute exactly once', async () => {
     const m = map();
     const all = await peers(8, m.handle);

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
 import { rateLimit as rateLimit7 } from 'express-rate-limit-7';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { type Cache, SharedMap } from '../dist/index.mjs';
 import { RateLimitStore } from '../dist/adapters/rate-limit.mjs';
 import { RedisMap } from '../dist/redis/index.mjs';
@@ -36,7 +36,7 @@ const backends = [
     async map() {
       const name = `limits-${process.pid}-${next++}`;
       const map = await RedisMap.create(name, { url: server.url });
-      defer(() => void map.clear().then(() => map.close()));
+      onTestFinished(async () => void (map.closed || (await map.clear(), await map.close())));
       return { map: map as Cache<unknown>, attach: { name, url: server.url } };
     },
   },
@@ -82,6 +82,19 @@ describe.each(backends)('RateLimitStore over a $name', (backend) => {
     const fresh = await store.increment('client');
     expect(fresh.totalHits).toBe(1);
     expect(fresh.resetTime!.getTime()).toBeGreaterThan(resetTime!.getTime());
+  });
+
+  it("keeps a window open while the map holds it, whatever this process's clock says", async () => {
+    const { map } = await backend.map();
+    const store = storeOf(map, 60_000);
+    const { resetTime } = await store.increment('client');
+    // This machine's clock runs a window and more ahead of the map's: over a RedisMap, of Redis's.
+    if (backend.name === 'RedisMap') {
+      const now = Date.now.bind(Date);
+      defer(() => spy.mockRestore());
+      const spy = vi.spyOn(Date, 'now').mockImplementation(() => now() + 61_000);
+    }
+    expect(await store.increment('client')).toStrictEqual({ totalHits: 2, resetTime });
   });
 
   it('resetAll() forgets the clients of its own prefix only', async () => {

@@ -57,14 +57,17 @@ export class KeyvStore extends EventEmitter {
     return true;
   }
 
-  /** Sets each entry in turn; one that fails is false in the result, and its error is emitted as 'error'. */
+  /**
+   * Sets each entry in turn; one that fails is false in the result, and its error is emitted as 'error' if the store
+   * has a listener (Keyv adds one): emitted to none, it would throw and skip the entries left.
+   */
   async setMany(entries: KeyvStoreEntry[]): Promise<boolean[]> {
     const results: boolean[] = [];
     for (const { key, value, ttl } of entries) {
       try {
         results.push(await this.set(key, value, ttl));
       } catch (error) {
-        this.emit('error', error);
+        if (this.listenerCount('error') > 0) this.emit('error', error);
         results.push(false);
       }
     }

@@ -3,8 +3,10 @@
 // allow N times the limit); over a RedisMap, every machine.
 //
 // A client's window is one entry, [hits, resetTime], under `prefix + key`. It is counted by the map's update(), under
-// the map's lock (SharedMap) or atomically (RedisMap), and it expires by the map's TTL at its resetTime: an update
-// without a ttl keeps an entry's expiry, so only the hit that opens a window gives one.
+// the map's lock (SharedMap) or atomically (RedisMap), and it ends when the entry expires by the map's TTL, at its
+// resetTime: an update without a ttl keeps an entry's expiry, so only the hit that opens a window gives one. The map
+// alone says whether a window is open, never this process's clock: over a RedisMap, Redis's expiry decides for every
+// machine, however their clocks differ.
 import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
 import type { Cache } from '../api.js';
 import { shareError } from '../errors.js';
@@ -50,32 +52,25 @@ export class RateLimitStore implements Store {
 
   async get(key: string): Promise<ClientRateLimitInfo | undefined> {
     const window = await this.#cache.peek(this.prefix + key);
-    return isOpen(window, Date.now()) ? info(window) : undefined;
+    return window && info(window);
   }
 
   async increment(key: string): Promise<IncrementResponse> {
     const entry = this.prefix + key;
     // Most hits fall in an open window, which keeps its expiry; the first of a window opens it, with its own.
-    const counted = await this.#cache.update(entry, (window) =>
-      isOpen(window, Date.now()) ? [window[0] + 1, window[1]] : undefined,
-    );
+    const counted = await this.#cache.update(entry, (window) => window && [window[0] + 1, window[1]]);
     if (counted !== undefined) return info(counted);
     const windowMs = this.#windowMs;
     const opened = await this.#cache.update(
       entry,
-      (window) => {
-        const now = Date.now();
-        return isOpen(window, now) ? [window[0] + 1, window[1]] : [1, now + windowMs];
-      },
+      (window) => (window ? [window[0] + 1, window[1]] : [1, Date.now() + windowMs]),
       { ttl: windowMs },
     );
     return info(opened!);
   }
 
   async decrement(key: string): Promise<void> {
-    await this.#cache.update(this.prefix + key, (window) =>
-      isOpen(window, Date.now()) ? [Math.max(0, window[0] - 1), window[1]] : undefined,
-    );
+    await this.#cache.update(this.prefix + key, (window) => window && [Math.max(0, window[0] - 1), window[1]]);
   }
 
   async resetKey(key: string): Promise<void> {
@@ -91,10 +86,6 @@ export class RateLimitStore implements Store {
   async shutdown(): Promise<void> {
     await this.#cache.close();
   }
-}
-
-function isOpen(window: Window | undefined, now: number): window is Window {
-  return Array.isArray(window) && window[1] > now;
 }
 
 const info = ([totalHits, resetTime]: Window): ClientRateLimitInfo & IncrementResponse => ({

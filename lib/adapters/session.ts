@@ -18,7 +18,7 @@ const { Store } = requirePeer<{ Store: typeof SessionStoreBase }>('express-sessi
 export interface SessionStoreOptions {
   /** Put before every session id, so that several stores share a map. Default: 'sess:'. */
   prefix?: string;
-  /** Milliseconds a session lives when its cookie has no expiry (a browser-session cookie). Default: one day. */
+  /** Milliseconds a session lives when its cookie has no expiry (a browser-session cookie); 0 for ever. Default: a day. */
   ttl?: number;
   /**
    * Lets the store live in a map that evicts its least recently used entries when full (SharedMap's default), at the
@@ -72,8 +72,8 @@ export class SessionStore extends Store {
   override set(sid: string, session: SessionData, callback: Callback<void>): void;
   override set(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
     return settle(async () => {
-      const ttl = this.#ttlOf(session);
-      if (ttl <= 0) await this.#cache.delete(this.prefix + sid);
+      const ttl = this.#lifetime(session);
+      if (ttl === undefined) await this.#cache.delete(this.prefix + sid);
       else await this.#cache.set(this.prefix + sid, stored(session), { ttl });
     }, callback);
   }
@@ -86,8 +86,8 @@ export class SessionStore extends Store {
   override touch(sid: string, session: SessionData, callback: Callback<void>): void;
   override touch(sid: string, session: SessionData, callback?: Callback<void>): Promise<void> | void {
     return settle(async () => {
-      const ttl = this.#ttlOf(session);
-      if (ttl <= 0) return void (await this.#cache.delete(this.prefix + sid));
+      const ttl = this.#lifetime(session);
+      if (ttl === undefined) return void (await this.#cache.delete(this.prefix + sid));
       const { cookie } = stored(session);
       await this.#cache.update(this.prefix + sid, (current) => current && { ...current, cookie }, { ttl });
     }, callback);
@@ -131,10 +131,13 @@ export class SessionStore extends Store {
     await this.#cache.close();
   }
 
-  // Milliseconds until the cookie expires; the store's ttl for a cookie without an expiry.
-  #ttlOf(session: SessionData): number {
+  // Milliseconds until the cookie expires, undefined once it has (or when its expiry is no date); the store's ttl
+  // for a cookie without an expiry.
+  #lifetime(session: SessionData): number | undefined {
     const expires = session.cookie?.expires;
-    return expires ? Math.ceil(new Date(expires).getTime() - Date.now()) : this.#ttl;
+    if (!expires) return this.#ttl;
+    const ms = Math.ceil(new Date(expires).getTime() - Date.now());
+    return ms > 0 ? ms : undefined;
   }
 }
 
@@ -144,12 +147,19 @@ function stored(session: SessionData): SessionData {
   return { ...session, cookie: typeof cookie?.toJSON === 'function' ? cookie.toJSON() : cookie };
 }
 
-// Runs `work`, then calls `callback` with its outcome, or returns it as a promise when there is no callback.
+// Runs `work`, then calls `callback` with its outcome, outside the promise (a callback that throws is an uncaught
+// exception, as with express-session's MemoryStore). Without a callback, the outcome is returned as a promise, whose
+// rejection is not an unhandled one: express-session calls a store without a callback (`req.session.destroy()`), and
+// a failure the caller chose not to hear must not end the process.
 function settle<T>(work: () => Promise<T>, callback: Callback<T> | undefined): Promise<T> | void {
   const done = work();
-  if (callback === undefined) return done;
-  done.then(
-    (result) => callback(null, result),
-    (error: unknown) => callback(error),
-  );
+  if (callback !== undefined) {
+    done.then(
+      (result) => process.nextTick(callback, null, result),
+      (error: unknown) => process.nextTick(callback, error),
+    );
+    return;
+  }
+  done.catch(() => {});
+  return done;
 }

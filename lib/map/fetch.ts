@@ -141,15 +141,15 @@ export class FetchMarkers<V> {
     try {
       const value = await compute(name, { signal });
       const payload = value === undefined ? undefined : encodeFor(this.#host.view, this.#host.codec, value);
-      const expires = expiry(this.#host.view, ttl);
       const view = this.#host.open();
       this.#host.exclusive(() => {
         const slot = this.#markerSlot(view, name, token);
         const key = encoded.bytes.subarray(0, encoded.length);
+        const now = Date.now();
         if (slot === MISS) {
           // Without its marker, a value someone set meanwhile is newer than this computation: it stays.
         } else if (payload === undefined) remove(view, slot, undefined);
-        else put(view, { key, hash: encoded.hash, flags: 0, value: payload, expires }, Date.now());
+        else put(view, { key, hash: encoded.hash, flags: 0, value: payload, expires: expiry(view, ttl, now) }, now);
         // A run aborted but still computing must not forget the marker of the run that followed it.
         if (this.#markers.get(name) === token) this.#markers.delete(name);
       });

@@ -4,7 +4,7 @@ import type { Cache, CacheStats, Compute, FetchOptions, SetOptions, Verification
 import { type Codec, codecId, type CodecOption, deepFreeze, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
-import { checkNames, checkWait, FETCH_NAMES, type Names, SET_NAMES } from '../options.js';
+import { checkNames, checkTtl, checkWait, FETCH_NAMES, type Names, SET_NAMES } from '../options.js';
 import { attachKind, closeRegion, createRegion, type Region } from '../region.js';
 import { Counters } from './counters.js';
 import { FetchMarkers } from './fetch.js';
@@ -175,7 +175,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       this.delete(key);
       return this;
     }
-    const expires = expiry(this.#view, options.ttl);
+    if (options.ttl !== undefined) checkTtl(options.ttl);
     const payload = encodeFor(this.#view, this.#codec, value);
     encodeKey(key, view.maxKey);
     const entry = {
@@ -183,9 +183,13 @@ export class SharedMap<V = unknown> implements Cache<V> {
       hash: encoded.hash,
       flags: 0,
       value: payload,
-      expires,
+      expires: 0,
     };
-    this.#exclusive(() => put(view, entry, Date.now()));
+    this.#exclusive(() => {
+      const now = Date.now();
+      entry.expires = expiry(view, options.ttl, now);
+      put(view, entry, now);
+    });
     return this;
   }
 
@@ -214,19 +218,20 @@ export class SharedMap<V = unknown> implements Cache<V> {
     const view = this.#open();
     checkNames(options, SET_NAMES);
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
-    const given = options.ttl === undefined ? undefined : expiry(view, options.ttl);
+    const { ttl } = options;
+    if (ttl !== undefined) checkTtl(ttl);
     encodeKey(key, view.maxKey);
     const { bytes, hash } = ownKey();
     return this.#exclusive(() => {
       const now = Date.now();
       const slot = find(view, bytes, bytes.length, hash, true);
       let current: V | undefined;
-      let expires = given ?? expiry(view, undefined);
+      let expires = expiry(view, ttl, now);
       if (slot !== MISS) {
         const record = recordOf(view, found.head);
         if (!(record.flags & FLAG_PENDING) && !isExpired(record.expires, now)) {
           current = decodeLocked(view, this.#codec, found.head, record.keyLength, record.valueLength);
-          if (given === undefined && record.expires !== 0) expires = record.expires;
+          if (ttl === undefined && record.expires !== 0) expires = record.expires;
         }
       }
       const next = fn(current);
@@ -257,7 +262,7 @@ export class SharedMap<V = unknown> implements Cache<V> {
       throw shareError('ERR_BAD_OPTION', `compute must be a function, got ${describe(compute)}`);
     }
     const { timeout, signal } = checkWait(options);
-    expiry(this.#view, options.ttl);
+    if (options.ttl !== undefined) checkTtl(options.ttl);
     // Counted by how it ends: a hit here or when claiming, a miss when this call computes, else coalesced.
     const hit = this.#read(key, true, true);
     if (hit !== ABSENT) {

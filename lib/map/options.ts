@@ -104,10 +104,12 @@ export function encodeFor<V>(view: MapView, codec: Codec<V>, value: V): Uint8Arr
   return payload;
 }
 
-/** The expiry time for a ttl given to a call (checked), or the map's default when none is. */
-export function expiry(view: MapView, ttl: number | undefined): number {
-  if (ttl !== undefined) checkTtl(ttl);
+/**
+ * When an entry written at `now` expires, by a ttl given to a call (checked by the caller) or the map's default. A
+ * writer takes `now` once it holds the lock: a ttl counts from the write, however long the lock took to get.
+ */
+export function expiry(view: MapView, ttl: number | undefined, now: number): number {
   const ms = ttl ?? view.f64[F_TTL]!;
   if (!(ms >= 0 && ms < Infinity)) throw corruptMap(`its default ttl is ${ms}`);
-  return ms === 0 ? 0 : Date.now() + ms;
+  return ms === 0 ? 0 : now + ms;
 }
