@@ -40,6 +40,14 @@ export interface SetOptions {
   ttl?: number;
 }
 
+export interface UpdateOptions extends SetOptions {
+  /**
+   * With `ttl`: an entry that exists keeps its expiry time, and only a new one lives `ttl`. Without `ttl`, an entry
+   * always keeps its expiry time, and a new one gets the map's ttl. Default: false.
+   */
+  keepTtl?: boolean;
+}
+
 export interface FetchOptions extends SetOptions {
   /**
    * Milliseconds this call waits for a computation it did not run (another process's, or another call's on this
@@ -120,7 +128,7 @@ export interface Cache<V> {
   has(key: string): Awaitable<boolean>;
   set(key: string, value: V, options?: SetOptions): Awaitable<this>;
   delete(key: string): Awaitable<boolean>;
-  update(key: string, fn: (current: V | undefined) => V | undefined, options?: SetOptions): Awaitable<V | undefined>;
+  update(key: string, fn: (current: V | undefined) => V | undefined, options?: UpdateOptions): Awaitable<V | undefined>;
   fetch(key: string, compute: Compute<V>, options?: FetchOptions): Promise<V>;
   fetch(key: string, compute: Compute<V | undefined>, options?: FetchOptions): Promise<V | undefined>;
   clear(): Awaitable<void>;

@@ -19,6 +19,7 @@ export type {
   Queue,
   QueueStats,
   SetOptions,
+  UpdateOptions,
   Share,
   SharedMapOptions,
   SharedQueueOptions,

@@ -15,6 +15,7 @@ export type {
   Queue,
   QueueStats,
   SetOptions,
+  UpdateOptions,
   Share,
   Verification,
   WatchOptions,

@@ -1,5 +1,5 @@
 // Checks of the options both backends take, in a module that loads no native addon, so the Redis entry loads none.
-import type { ChangesOptions, FetchOptions, LockAsyncOptions, SetOptions, WatchOptions } from './api.js';
+import type { ChangesOptions, FetchOptions, LockAsyncOptions, SetOptions, UpdateOptions, WatchOptions } from './api.js';
 import { describe, type MmapShareError, shareError } from './errors.js';
 import { MAX_KEY_LIMIT } from './map/layout.js';
 
@@ -22,6 +22,13 @@ export function checkSignal(signal: unknown): AbortSignal | undefined {
     throw shareError('ERR_BAD_OPTION', `signal must be an AbortSignal, got ${describe(signal)}`);
   }
   return signal;
+}
+
+/** Whether update() keeps an existing entry's expiry time: always without a ttl, else when `keepTtl` says so. */
+export function keepsTtl({ ttl, keepTtl = false }: UpdateOptions): boolean {
+  if (typeof keepTtl !== 'boolean')
+    throw shareError('ERR_BAD_OPTION', `keepTtl must be a boolean, got ${describe(keepTtl)}`);
+  return ttl === undefined || keepTtl;
 }
 
 export function checkTtl(ttl: unknown): void {
@@ -93,6 +100,7 @@ export const LOCK_ASYNC_NAMES: Names<LockAsyncOptions> = { timeout: true, signal
 export const WATCH_NAMES: Names<WatchOptions> = { interval: true };
 export const CHANGES_NAMES: Names<ChangesOptions> = { interval: true, signal: true };
 export const SET_NAMES: Names<SetOptions> = { ttl: true };
+export const UPDATE_NAMES: Names<UpdateOptions> = { ttl: true, keepTtl: true };
 export const FETCH_NAMES: Names<FetchOptions> = { ttl: true, timeout: true, signal: true };
 
 /**

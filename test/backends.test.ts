@@ -237,6 +237,25 @@ describe.each(backends)('$name: a map', (backend) => {
     ]);
   });
 
+  it('update() with keepTtl gives its ttl to a new entry only; one kept for ever stays so; a ttl under 1 ms expires', async () => {
+    const [map, other] = await backend.map<number>(60);
+    await map.set('old', 1, { ttl: 60_000 });
+    await map.set('forever', 1, { ttl: 0 });
+    await other.update('old', (n) => (n ?? 0) + 1, { ttl: 30, keepTtl: true });
+    await other.update('new', (n) => (n ?? 0) + 1, { ttl: 30, keepTtl: true });
+    await other.update('forever', (n) => (n ?? 0) + 1);
+    await map.set('tiny', 1, { ttl: 0.4 });
+    await sleep(120);
+    expect([await map.get('old'), await map.has('new'), await map.get('forever'), await map.has('tiny')]).toStrictEqual(
+      [2, false, 2, false],
+    );
+    await expect(
+      (async () => map.update('old', (n) => n, { keepTtl: 1 as unknown as boolean }))(),
+    ).rejects.toMatchObject({
+      code: 'ERR_BAD_OPTION',
+    });
+  });
+
   it('update() without a ttl keeps the expiry time of an entry, and gives a new entry the map default', async () => {
     const [map, other] = await backend.map<number>(10_000);
     await map.set('n', 1, { ttl: 80 });

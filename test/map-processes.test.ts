@@ -72,6 +72,16 @@ describe('SharedMap across processes', () => {
       await held;
       m.delete('k');
     }
+    // Nor from the lock: a new entry's ttl counts once `fn` has run.
+    m.update(
+      'slow',
+      () => {
+        for (const until = Date.now() + 60; Date.now() < until;);
+        return 1;
+      },
+      { ttl: 40 },
+    );
+    expect(m.has('slow')).toBe(true);
   });
 
   it('fetch() from 8 processes of one missing key runs compute exactly once', async () => {

@@ -97,6 +97,31 @@ describe.each(backends)('RateLimitStore over a $name', (backend) => {
     expect(await store.increment('client')).toStrictEqual({ totalHits: 2, resetTime });
   });
 
+  it("counts a hit into a window another process opened while it looked, leaving that window's expiry", async () => {
+    const { map } = await backend.map();
+    const other = storeOf(map, 150);
+    // This store's first look finds no window; before it looks again, the other store opens one, and time passes.
+    let raced = false;
+    const racing = new Proxy(map, {
+      get: (target, name) =>
+        name !== 'update'
+          ? Reflect.get(target, name)
+          : async (...args: Parameters<Cache<unknown>['update']>) => {
+              const result = await target.update(...args);
+              if (!raced && result === undefined) {
+                raced = true;
+                await other.increment('client');
+                await sleep(60);
+              }
+              return result;
+            },
+    });
+    const opened = Date.now();
+    expect((await storeOf(racing, 150).increment('client')).totalHits).toBe(2);
+    await sleep(opened + 175 - Date.now());
+    expect(await map.has('rl:client')).toBe(false);
+  });
+
   it('resetAll() forgets the clients of its own prefix only', async () => {
     const { map } = await backend.map();
     const [a, b] = [storeOf(map, 60_000, 'a:'), storeOf(map, 60_000, 'b:')];

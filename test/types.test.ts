@@ -22,6 +22,7 @@ import {
   MmapShareError,
   type SetOptions,
   type Share,
+  type UpdateOptions,
   SharedMap,
   type WatchOptions,
 } from '../dist/index.mjs';
@@ -49,7 +50,8 @@ describe('types of mmap-share', () => {
     expectTypeOf<WatchOptions>().toEqualTypeOf<{ interval?: number }>();
     expectTypeOf<ChangesOptions>().toEqualTypeOf<{ interval?: number; signal?: AbortSignal }>();
     expectTypeOf<SharedMap<number>['set']>().parameter(2).toEqualTypeOf<SetOptions | undefined>();
-    expectTypeOf<SharedMap<number>['update']>().parameter(2).toEqualTypeOf<SetOptions | undefined>();
+    expectTypeOf<UpdateOptions>().toEqualTypeOf<{ ttl?: number; keepTtl?: boolean }>();
+    expectTypeOf<SharedMap<number>['update']>().parameter(2).toEqualTypeOf<UpdateOptions | undefined>();
     expectTypeOf<SharedMap<number>['fetch']>().parameter(2).toEqualTypeOf<FetchOptions | undefined>();
     expectTypeOf<MmapShare<number>['lockAsync']>().parameter(0).toEqualTypeOf<LockAsyncOptions | undefined>();
     expectTypeOf<MmapShare<number>['watch']>().parameter(1).toEqualTypeOf<WatchOptions | undefined>();

@@ -4,7 +4,7 @@
 //
 // A client's window is one entry, [hits, resetTime], under `prefix + key`. It is counted by the map's update(), under
 // the map's lock (SharedMap) or atomically (RedisMap), and it ends when the entry expires by the map's TTL, at its
-// resetTime: an update without a ttl keeps an entry's expiry, so only the hit that opens a window gives one. The map
+// resetTime: every update keeps an existing entry's expiry, so only the hit that opens a window gives one. The map
 // alone says whether a window is open, never this process's clock: over a RedisMap, Redis's expiry decides for every
 // machine, however their clocks differ.
 import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
@@ -64,7 +64,8 @@ export class RateLimitStore implements Store {
     const opened = await this.#cache.update(
       entry,
       (window) => (window ? [window[0] + 1, window[1]] : [1, Date.now() + windowMs]),
-      { ttl: windowMs },
+      // A window another process opened meanwhile keeps its expiry.
+      { ttl: windowMs, keepTtl: true },
     );
     return info(opened!);
   }

@@ -1,10 +1,19 @@
 // SharedMap: many keys in one region, each read without a lock and written on its own, with LRU eviction, TTL and a
 // fetch() that computes a missing value once for the whole cluster.
-import type { Cache, CacheStats, Compute, FetchOptions, SetOptions, Verification } from '../api.js';
+import type { Cache, CacheStats, Compute, FetchOptions, SetOptions, UpdateOptions, Verification } from '../api.js';
 import { type Codec, codecId, type CodecOption, deepFreeze, resolveCodec } from '../codec.js';
 import { describe, shareError } from '../errors.js';
 import { RegionHandle } from '../handle.js';
-import { checkNames, checkTtl, checkWait, FETCH_NAMES, type Names, SET_NAMES } from '../options.js';
+import {
+  checkNames,
+  checkTtl,
+  checkWait,
+  FETCH_NAMES,
+  keepsTtl,
+  type Names,
+  SET_NAMES,
+  UPDATE_NAMES,
+} from '../options.js';
 import { attachKind, closeRegion, createRegion, type Region } from '../region.js';
 import { Counters } from './counters.js';
 import { FetchMarkers } from './fetch.js';
@@ -211,27 +220,27 @@ export class SharedMap<V = unknown> implements Cache<V> {
 
   /**
    * Replaces the value of `key` with `fn(current)` under the exclusive lock, and returns it. `current` is undefined
-   * when the key is absent or expired; returning undefined deletes the key. Without `options.ttl`, an entry keeps
-   * its expiry time and a new one gets the map's ttl.
+   * when the key is absent or expired; returning undefined deletes the key. Without `options.ttl` (or with
+   * `keepTtl`), an entry keeps its expiry time; a new one lives `ttl`, else the map's ttl, from its write.
    */
-  update(key: string, fn: (current: V | undefined) => V | undefined, options: SetOptions = {}): V | undefined {
+  update(key: string, fn: (current: V | undefined) => V | undefined, options: UpdateOptions = {}): V | undefined {
     const view = this.#open();
-    checkNames(options, SET_NAMES);
+    checkNames(options, UPDATE_NAMES);
     if (typeof fn !== 'function') throw shareError('ERR_BAD_OPTION', `fn must be a function, got ${describe(fn)}`);
     const { ttl } = options;
     if (ttl !== undefined) checkTtl(ttl);
+    const keep = keepsTtl(options);
     encodeKey(key, view.maxKey);
     const { bytes, hash } = ownKey();
     return this.#exclusive(() => {
-      const now = Date.now();
       const slot = find(view, bytes, bytes.length, hash, true);
       let current: V | undefined;
-      let expires = expiry(view, ttl, now);
+      let kept: number | undefined;
       if (slot !== MISS) {
         const record = recordOf(view, found.head);
-        if (!(record.flags & FLAG_PENDING) && !isExpired(record.expires, now)) {
+        if (!(record.flags & FLAG_PENDING) && !isExpired(record.expires, Date.now())) {
           current = decodeLocked(view, this.#codec, found.head, record.keyLength, record.valueLength);
-          if (ttl === undefined && record.expires !== 0) expires = record.expires;
+          if (keep) kept = record.expires;
         }
       }
       const next = fn(current);
@@ -242,7 +251,10 @@ export class SharedMap<V = unknown> implements Cache<V> {
         if (again !== MISS && current !== undefined) remove(view, again, F_DELETES);
         return undefined;
       }
-      put(view, { key: bytes, hash, flags: 0, value: encodeFor(view, this.#codec, next), expires }, Date.now());
+      // A new entry's ttl counts from its write, once `fn` has run.
+      const now = Date.now();
+      const expires = kept ?? expiry(view, ttl, now);
+      put(view, { key: bytes, hash, flags: 0, value: encodeFor(view, this.#codec, next), expires }, now);
       return next;
     });
   }

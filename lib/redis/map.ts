@@ -11,12 +11,14 @@ import {
   checkWait,
   checkTtl,
   FETCH_NAMES,
+  keepsTtl,
   keyFault,
   type Names,
   SET_NAMES,
+  UPDATE_NAMES,
 } from '../options.js';
 import { pollUntil } from '../wait.js';
-import type { Cache, CacheStats, Compute, FetchOptions, SetOptions } from '../api.js';
+import type { Cache, CacheStats, Compute, FetchOptions, SetOptions, UpdateOptions } from '../api.js';
 import { checkFunction, checkKey, checkLease, decodeStored, encodeOwned, REDIS_NAMES } from './checks.js';
 import { type Connection, type RedisOptions, text } from './connection.js';
 import { Handle } from './handle.js';
@@ -187,17 +189,18 @@ export class RedisMap<V = unknown> implements Cache<V> {
 
   /**
    * Replaces the value of `key` with `fn(current)` atomically, and returns it; `undefined` deletes the key. Without
-   * `options.ttl`, an entry keeps its expiry time and a new one gets the map's ttl. Optimistic: when another write came between the read and the write, `fn` runs again on the newer value.
+   * `options.ttl` (or with `keepTtl`), an entry keeps its expiry time; a new one lives `ttl`, else the map's ttl.
+   * Optimistic: when another write came between the read and the write, `fn` runs again on the newer value.
    */
   async update(
     key: string,
     fn: (current: V | undefined) => V | undefined,
-    options: SetOptions = {},
+    options: UpdateOptions = {},
   ): Promise<V | undefined> {
-    checkNames(options, SET_NAMES);
+    checkNames(options, UPDATE_NAMES);
     checkFunction('fn', fn);
     const ttl = this.#expiry(options.ttl);
-    const keep = options.ttl === undefined;
+    const keep = keepsTtl(options);
     const entry = this.#entry(key);
     for (;;) {
       const current = (await this.#call(['GET', entry])) as Buffer | null;
@@ -337,7 +340,8 @@ export class RedisMap<V = unknown> implements Cache<V> {
   // The ttl in ms for a call's option (checked), or the map's default.
   #expiry(ttl: number | undefined): number {
     if (ttl !== undefined) checkTtl(ttl);
-    return Math.round(ttl ?? this.#ttl);
+    // Whole milliseconds for PX, never 0 (no expiry) for a ttl above 0.
+    return Math.ceil(ttl ?? this.#ttl);
   }
 
   async #fetchShared(
