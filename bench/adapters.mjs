@@ -6,9 +6,6 @@
 //         is plain data: msgpack's), against its MemoryStore (per process) and rate-limit-redis
 //   node bench/adapters.mjs [--quick] [--workloads=keyv-get,erl-increment] [--contestants=a,b]
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import KeyvRedis from '@keyv/redis';
 import { MemoryStore } from 'express-rate-limit';
 import Keyv from 'keyv';
@@ -20,6 +17,7 @@ import { RateLimitStore } from '../dist/adapters/rate-limit.mjs';
 import { RedisMap } from '../dist/redis/index.mjs';
 import { flags, pick } from './flags.mjs';
 import { startRedis } from './redis.mjs';
+import { machine, opsTables, saveResults, scenarioInChild } from './report.mjs';
 import { makeValue } from './values.mjs';
 
 const [role, ...rest] = process.argv.slice(2);
@@ -32,6 +30,7 @@ const value = makeValue(100);
 // What Keyv hands its store for `value`: the envelope, as JSON.
 const stored = JSON.stringify({ value, expires: undefined });
 const url = process.env.BENCH_REDIS_URL;
+const self = new URL(import.meta.url).pathname;
 
 // Each workload: its contestants (the Redis ones where a server runs), the one its ratios are taken against, its unit.
 function workloads(redis) {
@@ -146,45 +145,16 @@ async function primary() {
   const rows = [];
   for (const workload of pick('workloads', Object.keys(plan))) {
     for (const name of plan[workload].names.filter((n) => !only || only.includes(n))) {
-      process.stderr.write(`adapters ${workload} ${name} ... `);
-      let ops;
-      try {
-        ops = JSON.parse(
-          execFileSync(process.execPath, [new URL(import.meta.url).pathname, 'scenario', workload, name], {
-            encoding: 'utf8',
-            env,
-            stdio: ['ignore', 'pipe', 'inherit'],
-            timeout: 120_000,
-          }),
-        );
-        process.stderr.write('done\n');
-      } catch {
-        process.stderr.write('failed\n');
-      }
+      const ops = scenarioInChild(self, 'adapters', workload, name, env, 120_000);
       rows.push({ workload, name, ops });
     }
   }
   server?.stop();
-  const format = (n) => (n === undefined ? 'failed' : Math.round(n).toLocaleString('en'));
-  const lines = [];
-  for (const [workload, { unit, base }] of Object.entries(plan)) {
-    const mine = rows.filter((row) => row.workload === workload);
-    if (mine.length === 0) continue;
-    const reference = mine.find((row) => row.name === base)?.ops;
-    lines.push(`\n#### ${workload}: ${unit}\n`, `| contestant | ${unit} | x ${base} |`, '| --- | ---: | ---: |');
-    for (const row of mine) {
-      const ratio = row.ops && reference ? (row.ops / reference).toFixed(2) : '-';
-      lines.push(`| ${row.name} | ${format(row.ops)} | ${ratio} |`);
-    }
-  }
-  const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+  const lines = opsTables(plan, rows);
   console.log(
-    `Adapters. Machine: ${machine}. Run time ${Math.round((performance.now() - started) / 1000)} s.${lines.join('\n')}`,
+    `Adapters. Machine: ${machine()}. Run time ${Math.round((performance.now() - started) / 1000)} s.${lines.join('\n')}`,
   );
-  mkdirSync(new URL('results/', import.meta.url), { recursive: true });
-  const file = new URL(`results/adapters-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
-  writeFileSync(file, JSON.stringify({ machine, rows }, null, 2));
-  process.stderr.write(`results: ${file.pathname}\n`);
+  saveResults('adapters', { machine: machine(), rows });
 }
 
 if (role === 'scenario') {

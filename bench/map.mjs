@@ -2,15 +2,14 @@
 // of a get as the map grows, LRU's hit rate on a Zipf trace, and bytes per entry; each scenario in a fresh process.
 //   node bench/map.mjs [--quick] [--workloads=get-uniform,mixed] [--contestants=lmdb,SharedMap msgpack]
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
-import { execFileSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { LRUCache } from 'lru-cache';
 import { SharedMap } from '../dist/index.mjs';
 import { keyOf, mapContestants } from './map-contestants.mjs';
 import { makeValue } from './values.mjs';
 import { flags, pick } from './flags.mjs';
+import { machine, opsTables, saveResults, scenarioInChild } from './report.mjs';
 
 const [role, ...rest] = process.argv.slice(2);
 const quick = 'quick' in flags || process.env.BENCH_QUICK === '1';
@@ -219,21 +218,8 @@ async function primary() {
   const rows = [];
   for (const workload of workloads.filter((w) => WORKLOADS[w])) {
     for (const name of WORKLOADS[workload].names.filter((n) => !only || only.includes(n))) {
-      process.stderr.write(`map ${workload} ${name} ... `);
-      let ops;
-      try {
-        ops = JSON.parse(
-          execFileSync(process.execPath, [new URL(import.meta.url).pathname, 'scenario', workload, name], {
-            encoding: 'utf8',
-            env: { ...process.env, BENCH_QUICK: quick ? '1' : '0' },
-            stdio: ['ignore', 'pipe', 'inherit'],
-            timeout: 300_000,
-          }),
-        );
-        process.stderr.write('done\n');
-      } catch {
-        process.stderr.write('failed\n');
-      }
+      const env = { ...process.env, BENCH_QUICK: quick ? '1' : '0' };
+      const ops = scenarioInChild(new URL(import.meta.url).pathname, 'map', workload, name, env, 300_000);
       rows.push({ workload, name, ops });
     }
   }
@@ -241,18 +227,10 @@ async function primary() {
   if (workloads.includes('hit-rate')) extra.hitRate = await inChild('hit-rate');
   if (workloads.includes('bytes')) extra.bytes = await inChild('bytes');
 
-  const format = (n) => (n === undefined ? 'failed' : Math.round(n).toLocaleString('en'));
-  const lines = [];
-  for (const [workload, { unit, base = 'lmdb' }] of Object.entries(WORKLOADS)) {
-    const mine = rows.filter((row) => row.workload === workload);
-    if (mine.length === 0) continue;
-    const reference = mine.find((row) => row.name === base)?.ops;
-    lines.push(`\n#### ${workload}: ${unit}\n`, `| contestant | ${unit} | x ${base} |`, '| --- | ---: | ---: |');
-    for (const row of mine) {
-      const ratio = row.ops && reference ? (row.ops / reference).toFixed(2) : '-';
-      lines.push(`| ${row.name} | ${format(row.ops)} | ${ratio} |`);
-    }
-  }
+  const lines = opsTables(
+    Object.fromEntries(Object.entries(WORKLOADS).map(([name, w]) => [name, { base: 'lmdb', ...w }])),
+    rows,
+  );
   if (extra.hitRate) {
     const { sampled, exact, entries, keys } = extra.hitRate;
     lines.push(
@@ -270,14 +248,10 @@ async function primary() {
       `\nBytes per entry (10-byte keys, 100-byte values): a ${capacity >> 20} MiB map held ${entries.toLocaleString('en')} before its first eviction: ${per.toFixed(1)} bytes each.`,
     );
   }
-  const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
   console.log(
-    `SharedMap workloads. Machine: ${machine}. Run time ${Math.round((performance.now() - started) / 1000)} s.${lines.join('\n')}`,
+    `SharedMap workloads. Machine: ${machine()}. Run time ${Math.round((performance.now() - started) / 1000)} s.${lines.join('\n')}`,
   );
-  mkdirSync(new URL('results/', import.meta.url), { recursive: true });
-  const file = new URL(`results/map-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
-  writeFileSync(file, JSON.stringify({ machine, rows, ...extra }, null, 2));
-  process.stderr.write(`results: ${file.pathname}\n`);
+  saveResults('map', { machine: machine(), rows, ...extra });
 }
 
 async function inChild(what) {

@@ -11,21 +11,12 @@
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import {
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { MmapShare, SharedMap, SharedQueue } from '../dist/index.mjs';
 import { cpuTicks, pick, waitedTicks } from './flags.mjs';
+import { saveResults } from './report.mjs';
 
 const [role, name, workload, ref] = process.argv.slice(2);
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -486,10 +477,7 @@ async function main() {
     );
   }
   process.stdout.write(`${lines.join('\n')}\n\n`);
-  mkdirSync(new URL('results/', import.meta.url), { recursive: true });
-  const file = new URL(`results/queue-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
-  writeFileSync(file, JSON.stringify({ rows }, null, 2));
-  process.stderr.write(`results: ${file.pathname}\n`);
+  saveResults('queue', { rows });
 }
 
 if (role === 'child') await child();

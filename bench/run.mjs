@@ -5,11 +5,10 @@
 // --contestants=lmdb,floor
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { MmapShare } from '../dist/index.mjs';
 import { flags, pick } from './flags.mjs';
 import { startRedis } from './redis.mjs';
+import { machine, saveResults } from './report.mjs';
 import { SIZES } from './values.mjs';
 
 // The Redis contestants need a server: one of the bench's own, for every scenario, where redis-server is installed.
@@ -101,13 +100,11 @@ for (const workload of WORKLOADS) {
     lines.push(`| ${row.size} | ${row.name} | ${format(row.value)} | ${ratio} |${more ? ` ${more.cell(row)} |` : ''}`);
   }
 }
-const machine = `${cpus().length} x ${cpus()[0]?.model.trim()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
-console.log(`Machine: ${machine}. Run time ${Math.round((performance.now() - started) / 1000)} s.${lines.join('\n')}`);
+console.log(
+  `Machine: ${machine()}. Run time ${Math.round((performance.now() - started) / 1000)} s.${lines.join('\n')}`,
+);
 
-mkdirSync(new URL('results/', import.meta.url), { recursive: true });
-const file = new URL(`results/${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
-writeFileSync(file, JSON.stringify({ machine, rows, raw }, null, 2));
-process.stderr.write(`results: ${file.pathname}\n`);
+saveResults('', { machine: machine(), rows, raw });
 results.close();
 for (const [workload, script] of Object.entries(SCRIPTS)) {
   if (flags.workloads && !flags.workloads.split(',').includes(workload)) continue;

@@ -8,10 +8,10 @@
 // Prints a Markdown table (stdout) and writes JSON to bench/results/; progress goes to stderr.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MmapShare, SharedMap } from '../dist/index.mjs';
 import { cpuTicks } from './flags.mjs';
+import { saveResults } from './report.mjs';
 
 const [role, ...rest] = process.argv.slice(2);
 const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -159,10 +159,7 @@ async function main() {
     ),
   ];
   process.stdout.write(`${lines.join('\n')}\n\n`);
-  mkdirSync(new URL('results/', import.meta.url), { recursive: true });
-  const file = new URL(`results/wakeups-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
-  writeFileSync(file, JSON.stringify({ rows }, null, 2));
-  process.stderr.write(`results: ${file.pathname}\n`);
+  saveResults('wakeups', { rows });
 }
 
 await (role === 'child' ? child() : main());

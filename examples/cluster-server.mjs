@@ -1,11 +1,18 @@
-// The primary's part of the web examples: fork the workers, say where the cluster listens once every worker does,
-// and stop them all on SIGTERM or SIGINT, or when one dies. What the workers serve is in each example.
+// What the web examples share: their command line, and the primary's part: fork the workers, say where the cluster
+// listens once every worker does, and stop them all on SIGTERM or SIGINT, or when one dies.
 import cluster from 'node:cluster';
 import { once } from 'node:events';
+import { parseArgs } from 'node:util';
+
+/** The command line of a web example: --workers (default 4) and --port (default 3000), and its own `options`. */
+export function clusterArgs(options = {}) {
+  const common = { workers: { type: 'string', default: '4' }, port: { type: 'string', default: '3000' } };
+  return parseArgs({ options: { ...common, ...options } }).values;
+}
 
 /** Forks `workers` workers, which each listen on `port` (0: one free port for all), and prints the cluster's URL. */
-export async function startCluster(workers, port) {
-  const forked = Array.from({ length: workers }, () => cluster.fork({ PORT: String(port) }));
+export async function startCluster({ workers, port }) {
+  const forked = Array.from({ length: Number(workers) }, () => cluster.fork({ PORT: port }));
   let stopping = false;
   const stop = () => {
     stopping = true;

@@ -6,19 +6,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
 import { rateLimit as rateLimit7 } from 'express-rate-limit-7';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { type Cache, SharedMap } from '../dist/index.mjs';
 import { RateLimitStore } from '../dist/adapters/rate-limit.mjs';
-import { RedisMap } from '../dist/redis/index.mjs';
 import { defer, Peer, request } from './helpers.js';
-import { RedisServer } from './redis/server.js';
+import { redisForFile } from './redis/fresh.js';
 
-let server: RedisServer;
-beforeAll(async () => {
-  server = await RedisServer.start();
-});
-afterAll(() => server.stop());
-
+const redis = redisForFile();
 let next = 0;
 // A fresh map of each backend, closed after the test; `attach` is what a peer process is given to reach it.
 const backends = [
@@ -34,10 +28,8 @@ const backends = [
   {
     name: 'RedisMap',
     async map() {
-      const name = `limits-${process.pid}-${next++}`;
-      const map = await RedisMap.create(name, { url: server.url });
-      onTestFinished(async () => void (map.closed || (await map.clear(), await map.close())));
-      return { map: map as Cache<unknown>, attach: { name, url: server.url } };
+      const { map, name } = await redis.map();
+      return { map: map as Cache<unknown>, attach: { name, url: redis.url } };
     },
   },
 ];

@@ -4,12 +4,11 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SessionData } from 'express-session';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Cache, SharedMap } from '../dist/index.mjs';
 import { SessionStore } from '../dist/adapters/session.mjs';
-import { RedisMap } from '../dist/redis/index.mjs';
 import { defer } from './helpers.js';
-import { RedisServer } from './redis/server.js';
+import { redisForFile } from './redis/fresh.js';
 
 declare module 'express-session' {
   interface SessionData {
@@ -19,13 +18,7 @@ declare module 'express-session' {
   }
 }
 
-let server: RedisServer;
-beforeAll(async () => {
-  server = await RedisServer.start();
-});
-afterAll(() => server.stop());
-
-let next = 0;
+const redis = redisForFile();
 const backends = [
   {
     name: 'SharedMap',
@@ -37,11 +30,7 @@ const backends = [
   },
   {
     name: 'RedisMap',
-    async map(): Promise<Cache<unknown>> {
-      const map = await RedisMap.create(`sessions-${process.pid}-${next++}`, { url: server.url });
-      onTestFinished(async () => void (map.closed || (await map.clear(), await map.close())));
-      return map;
-    },
+    map: async (): Promise<Cache<unknown>> => (await redis.map()).map,
   },
 ];
 

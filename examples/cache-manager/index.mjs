@@ -5,20 +5,17 @@
 // worker for the whole cluster (see the README).
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
-import { parseArgs } from 'node:util';
 import { createCache } from 'cache-manager';
 import Keyv from 'keyv';
 import { SharedMap } from 'mmap-share';
 import { KeyvStore } from 'mmap-share/keyv';
-import { startCluster } from '../cluster-server.mjs';
+import { clusterArgs, startCluster } from '../cluster-server.mjs';
 
-const { values: args } = parseArgs({
-  options: { workers: { type: 'string', default: '4' }, port: { type: 'string', default: '3000' } },
-});
+const args = clusterArgs();
 
 if (cluster.isPrimary) {
   SharedMap.create({ name: 'pages', capacity: '16MB' });
-  await startCluster(Number(args.workers), Number(args.port));
+  await startCluster(args);
 } else {
   const worker = cluster.worker.id;
   const cache = createCache({ stores: [new Keyv({ store: new KeyvStore(SharedMap.attach('pages')) })], ttl: 60_000 });

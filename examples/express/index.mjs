@@ -5,22 +5,15 @@
 // With express-rate-limit's and express-session's MemoryStores, each worker would allow `limit` on its own and
 // lose the session of every request another worker answers.
 import cluster from 'node:cluster';
-import { parseArgs } from 'node:util';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
 import session from 'express-session';
 import { SharedMap } from 'mmap-share';
 import { RateLimitStore } from 'mmap-share/rate-limit';
 import { SessionStore } from 'mmap-share/session';
-import { startCluster } from '../cluster-server.mjs';
+import { clusterArgs, startCluster } from '../cluster-server.mjs';
 
-const { values: args } = parseArgs({
-  options: {
-    workers: { type: 'string', default: '4' },
-    port: { type: 'string', default: '3000' },
-    limit: { type: 'string', default: '50' },
-  },
-});
+const args = clusterArgs({ limit: { type: 'string', default: '50' } });
 
 if (cluster.isPrimary) {
   // Made by the primary, and named, so that every worker attaches to them; they go with the last process.
@@ -28,7 +21,7 @@ if (cluster.isPrimary) {
   SharedMap.create({ name: 'rate_limits', capacity: '4MB', codec: 'msgpack' });
   // A map that evicts would log users out when full: this one refuses a new session instead (ERR_NO_SPACE).
   SharedMap.create({ name: 'sessions', capacity: '16MB', eviction: 'none' });
-  await startCluster(Number(args.workers), Number(args.port));
+  await startCluster(args);
 } else {
   const worker = cluster.worker.id;
   const app = express();

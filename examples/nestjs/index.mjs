@@ -5,22 +5,19 @@
 // Plain JavaScript, so the decorators TypeScript would apply (@Controller, @Get, ...) are applied by Reflect.decorate.
 import 'reflect-metadata';
 import cluster from 'node:cluster';
-import { parseArgs } from 'node:util';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
 import { Controller, Get, Module, Param, UseInterceptors } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import Keyv from 'keyv';
 import { SharedMap } from 'mmap-share';
 import { KeyvStore } from 'mmap-share/keyv';
-import { startCluster } from '../cluster-server.mjs';
+import { clusterArgs, startCluster } from '../cluster-server.mjs';
 
-const { values: args } = parseArgs({
-  options: { workers: { type: 'string', default: '4' }, port: { type: 'string', default: '3000' } },
-});
+const args = clusterArgs();
 
 if (cluster.isPrimary) {
   SharedMap.create({ name: 'nest_cache', capacity: '16MB' });
-  await startCluster(Number(args.workers), Number(args.port));
+  await startCluster(args);
 } else {
   const worker = cluster.worker.id;
 
