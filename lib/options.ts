@@ -32,8 +32,9 @@ export function keepsTtl({ ttl, keepTtl = false }: UpdateOptions): boolean {
 }
 
 export function checkTtl(ttl: unknown): void {
-  if (typeof ttl !== 'number' || !(ttl >= 0) || !Number.isFinite(ttl)) {
-    throw shareError('ERR_BAD_OPTION', `ttl must be a finite number of milliseconds, 0 or more, got ${describe(ttl)}`);
+  // At most 2^53 - 1 ms, which Redis takes as a whole number (a larger one it refuses as no integer).
+  if (typeof ttl !== 'number' || !(ttl >= 0) || !(ttl <= Number.MAX_SAFE_INTEGER)) {
+    throw shareError('ERR_BAD_OPTION', `ttl must be a number of milliseconds from 0 to 2^53 - 1, got ${describe(ttl)}`);
   }
 }
 

@@ -256,6 +256,27 @@ describe.each(backends)('$name: a map', (backend) => {
     });
   });
 
+  it('update() runs fn again, on nothing, when the entry expired while fn ran', async () => {
+    const [map] = await backend.map<number>();
+    await map.set('e', 1, { ttl: 30 });
+    const seen: (number | undefined)[] = [];
+    const returned = await map.update('e', (n) => {
+      seen.push(n);
+      for (const until = Date.now() + (n === undefined ? 0 : 60); Date.now() < until;);
+      return (n ?? 0) + 10;
+    });
+    expect([seen, returned, await map.get('e')]).toStrictEqual([[1, undefined], 10, 10]);
+  });
+
+  it('a default ttl under 1 ms expires entries; a ttl past 2^53 - 1 ms is ERR_BAD_OPTION, with nothing written', async () => {
+    const [tiny] = await backend.map<number>(0.4);
+    await tiny.set('a', 1);
+    await sleep(20);
+    expect(await tiny.has('a')).toBe(false);
+    await expect((async () => tiny.set('b', 1, { ttl: 1e21 }))()).rejects.toMatchObject({ code: 'ERR_BAD_OPTION' });
+    expect(await tiny.has('b')).toBe(false);
+  });
+
   it('update() without a ttl keeps the expiry time of an entry, and gives a new entry the map default', async () => {
     const [map, other] = await backend.map<number>(10_000);
     await map.set('n', 1, { ttl: 80 });

@@ -221,7 +221,8 @@ export class SharedMap<V = unknown> implements Cache<V> {
   /**
    * Replaces the value of `key` with `fn(current)` under the exclusive lock, and returns it. `current` is undefined
    * when the key is absent or expired; returning undefined deletes the key. Without `options.ttl` (or with
-   * `keepTtl`), an entry keeps its expiry time; a new one lives `ttl`, else the map's ttl, from its write.
+   * `keepTtl`), an entry keeps its expiry time; a new one lives `ttl`, else the map's ttl, from its write. If the
+   * entry expires while `fn` runs, `fn` runs again, on undefined.
    */
   update(key: string, fn: (current: V | undefined) => V | undefined, options: UpdateOptions = {}): V | undefined {
     const view = this.#open();
@@ -233,29 +234,33 @@ export class SharedMap<V = unknown> implements Cache<V> {
     encodeKey(key, view.maxKey);
     const { bytes, hash } = ownKey();
     return this.#exclusive(() => {
-      const slot = find(view, bytes, bytes.length, hash, true);
-      let current: V | undefined;
-      let kept: number | undefined;
-      if (slot !== MISS) {
-        const record = recordOf(view, found.head);
-        if (!(record.flags & FLAG_PENDING) && !isExpired(record.expires, Date.now())) {
-          current = decodeLocked(view, this.#codec, found.head, record.keyLength, record.valueLength);
-          if (keep) kept = record.expires;
+      for (;;) {
+        const slot = find(view, bytes, bytes.length, hash, true);
+        let current: V | undefined;
+        let kept: number | undefined;
+        if (slot !== MISS) {
+          const record = recordOf(view, found.head);
+          if (!(record.flags & FLAG_PENDING) && !isExpired(record.expires, Date.now())) {
+            current = decodeLocked(view, this.#codec, found.head, record.keyLength, record.valueLength);
+            if (keep) kept = record.expires;
+          }
         }
+        const next = fn(current);
+        // `fn` may have closed this map, which gave the lock back: nothing is written then.
+        this.#open();
+        if (next === undefined) {
+          const again = find(view, bytes, bytes.length, hash, true);
+          if (again !== MISS && current !== undefined) remove(view, again, F_DELETES);
+          return undefined;
+        }
+        // A new entry's ttl counts from its write, once `fn` has run. An entry that expired while `fn` ran is gone:
+        // `fn` runs again on nothing, as a RedisMap's does when its write finds the entry changed.
+        const now = Date.now();
+        if (kept !== undefined && isExpired(kept, now)) continue;
+        const expires = kept ?? expiry(view, ttl, now);
+        put(view, { key: bytes, hash, flags: 0, value: encodeFor(view, this.#codec, next), expires }, now);
+        return next;
       }
-      const next = fn(current);
-      // `fn` may have closed this map, which gave the lock back: nothing is written then.
-      this.#open();
-      if (next === undefined) {
-        const again = find(view, bytes, bytes.length, hash, true);
-        if (again !== MISS && current !== undefined) remove(view, again, F_DELETES);
-        return undefined;
-      }
-      // A new entry's ttl counts from its write, once `fn` has run.
-      const now = Date.now();
-      const expires = kept ?? expiry(view, ttl, now);
-      put(view, { key: bytes, hash, flags: 0, value: encodeFor(view, this.#codec, next), expires }, now);
-      return next;
     });
   }
 

@@ -119,9 +119,9 @@ export class RedisMap<V = unknown> implements Cache<V> {
     const maxKey = checkMaxKeySize(options.maxKeySize);
     const lease = checkLease(options.lease);
     return Handle.make(options, async (connection) => {
-      const made = await connection.script(CREATE, [`{${name}}`], [codec.name, String(Math.round(ttl))]);
+      const made = await connection.script(CREATE, [`{${name}}`], [codec.name, String(wholeMs(ttl))]);
       if (made === 0) throw shareError('ERR_EXISTS', `Redis already holds a map named ${JSON.stringify(name)}`);
-      return new RedisMap<V>(connection, name, codec, Math.round(ttl), maxKey, lease);
+      return new RedisMap<V>(connection, name, codec, wholeMs(ttl), maxKey, lease);
     });
   }
 
@@ -138,7 +138,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
     const restore =
       options.codec === undefined || options.ttl === undefined
         ? []
-        : [resolveCodec(options.codec).name, String(Math.round(options.ttl))];
+        : [resolveCodec(options.codec).name, String(wholeMs(options.ttl))];
     return Handle.make(options, async (connection) => {
       const [codecName, recorded] = (await connection.script(ATTACH, [`{${name}}`], restore)) as (Buffer | null)[];
       if (codecName === null) {
@@ -149,7 +149,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
       }
       const codec = codecFor(codecId(codecName!.toString()), options.codec) as Codec<V>;
       const ttl = Number(text(recorded ?? null) ?? 0);
-      if (options.ttl !== undefined && Math.round(options.ttl) !== ttl) {
+      if (options.ttl !== undefined && wholeMs(options.ttl) !== ttl) {
         throw shareError('ERR_BAD_OPTION', `ttl ${options.ttl} is not the map's default ttl, ${ttl}`);
       }
       return new RedisMap<V>(connection, name, codec, ttl, maxKey, lease);
@@ -340,8 +340,7 @@ export class RedisMap<V = unknown> implements Cache<V> {
   // The ttl in ms for a call's option (checked), or the map's default.
   #expiry(ttl: number | undefined): number {
     if (ttl !== undefined) checkTtl(ttl);
-    // Whole milliseconds for PX, never 0 (no expiry) for a ttl above 0.
-    return Math.ceil(ttl ?? this.#ttl);
+    return wholeMs(ttl ?? this.#ttl);
   }
 
   async #fetchShared(
@@ -419,3 +418,6 @@ export class RedisMap<V = unknown> implements Cache<V> {
     } while (cursor !== '0');
   }
 }
+
+// A ttl as Redis takes it, whole milliseconds (PX), rounded up so that one above 0 never becomes 0, no expiry.
+const wholeMs = (ttl: number) => Math.ceil(ttl);
